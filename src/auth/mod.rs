@@ -1,0 +1,113 @@
+//! Who is calling: credential extraction and authentication.
+//!
+//! A request carries at most one credential: `Authorization: Bearer` if present, else the
+//! session cookie. Authenticators distinguish "not mine" (no such credential: try the next)
+//! from "mine but bad" (an invalid bearer token is a 401 and never falls back to a cookie).
+
+pub mod bearer;
+pub mod claims;
+pub mod jwks;
+pub mod provider;
+
+use http::header::{self, HeaderMap};
+use serde_json::{Map, Value};
+
+use crate::config::TokenSettings;
+
+/// The credential a request presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    /// `Authorization` with a scheme other than Bearer: not a gateway credential.
+    OtherAuthorization,
+}
+
+/// Two `Authorization` headers: a 400, never a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousCredentials;
+
+/// Finds the request's credential.
+pub fn extract(headers: &HeaderMap) -> Result<Credential<'_>, AmbiguousCredentials> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(Credential::None);
+    };
+    if values.next().is_some() {
+        return Err(AmbiguousCredentials);
+    }
+    let Ok(s) = first.to_str() else {
+        return Ok(Credential::Bearer(""));
+    };
+    let s = s.trim();
+    match s.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Credential::Bearer(rest.trim())),
+        None if s.eq_ignore_ascii_case("bearer") => Ok(Credential::Bearer("")),
+        _ => Ok(Credential::OtherAuthorization),
+    }
+}
+
+/// An authenticated caller, whatever the credential.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `sub`.
+    pub subject: String,
+    /// `preferred_username`, if any.
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// Sorted, de-duplicated union over `tokens.roles_claims`.
+    pub roles: Vec<String>,
+    /// Sorted, de-duplicated.
+    pub scopes: Vec<String>,
+    /// Every claim, for `claims` rules and claim headers.
+    pub claims: Map<String, Value>,
+    /// Seconds since the epoch.
+    pub expires_at: Option<u64>,
+    /// The access token, when the upstream may be given it.
+    pub access_token: Option<String>,
+    /// The credential came in `Authorization: Bearer`.
+    pub from_bearer: bool,
+}
+
+impl Identity {
+    /// Builds an identity from verified (or, in `explain --claims`, given) claims.
+    pub fn from_claims(claims: Map<String, Value>, tokens: &TokenSettings) -> Identity {
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Identity {
+            subject: s("sub").unwrap_or_default(),
+            username: s("preferred_username"),
+            email: s("email"),
+            roles: claims::roles(&claims, &tokens.roles_claims),
+            scopes: claims::scopes(&claims),
+            expires_at: claims.get("exp").and_then(Value::as_u64),
+            access_token: None,
+            from_bearer: false,
+            claims,
+        }
+    }
+
+    /// The user name for headers: `preferred_username`, else `sub`.
+    pub fn user(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn extracts_bearer_and_refuses_two_authorization_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(extract(&h), Ok(Credential::None));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        assert_eq!(extract(&h), Ok(Credential::Bearer("abc")));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        assert_eq!(extract(&h), Ok(Credential::OtherAuthorization));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        assert_eq!(extract(&h), Ok(Credential::Bearer("")));
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert_eq!(extract(&h), Err(AmbiguousCredentials));
+    }
+}

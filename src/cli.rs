@@ -1,0 +1,265 @@
+//! The command line: `serve`, `check`, `explain`. Exit codes follow the contract:
+//! 0 success / allowed, 1 error or invalid configuration, 3 denied (`explain`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use serde_json::{Map, Value};
+
+use crate::auth::Identity;
+use crate::authz::{self, Decision};
+use crate::config::{self, Config, EnvOverrides, LogFormat};
+use crate::path;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "An authenticating reverse proxy for OpenID Connect", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Configuration file [default: $PORTCULLIS_CONFIG, then ./gateway.toml]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway
+    Serve(ConfigArg),
+    /// Validate the configuration offline; print every error and warning
+    Check(ConfigArg),
+    /// Show offline which rule decides a request, and the decision
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// HTTP method, such as GET
+        method: String,
+        /// Request path, with or without a query
+        path: String,
+        /// A bearer token to judge (its signature is not checked offline)
+        #[arg(long, value_name = "JWT")]
+        token: Option<String>,
+        /// A JSON file of claims to judge instead of a token (no signature checks)
+        #[arg(long, value_name = "FILE.json", conflicts_with = "token")]
+        claims: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let env = EnvOverrides::from_process();
+    match cli.command {
+        Command::Check(c) => check(&config::resolve_path(c.config.as_deref(), &env), &env),
+        Command::Serve(c) => serve(&config::resolve_path(c.config.as_deref(), &env), &env),
+        Command::Explain {
+            config: c,
+            method,
+            path,
+            token,
+            claims,
+        } => explain(&config::resolve_path(c.config.as_deref(), &env), &env, &method, &path, token, claims),
+    }
+}
+
+fn load_or_print(path: &std::path::Path, env: &EnvOverrides) -> Option<Config> {
+    match config::load(path, env) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}: {} error(s); the configuration is invalid", path.display(), errors.0.len());
+            None
+        }
+    }
+}
+
+fn check(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
+    let Some(cfg) = load_or_print(path, env) else {
+        return ExitCode::from(1);
+    };
+    for w in &cfg.warnings {
+        println!("{w}");
+    }
+    println!(
+        "{}: configuration is valid ({} rule(s), {} warning(s))",
+        path.display(),
+        cfg.rules.rules().len(),
+        cfg.warnings.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
+    let Some(cfg) = load_or_print(path, env) else {
+        return ExitCode::from(1);
+    };
+    init_tracing(&cfg);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let running = match crate::server::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn explain(
+    cfg_path: &std::path::Path,
+    env: &EnvOverrides,
+    method: &str,
+    target: &str,
+    token: Option<String>,
+    claims: Option<PathBuf>,
+) -> ExitCode {
+    let Some(cfg) = load_or_print(cfg_path, env) else {
+        return ExitCode::from(1);
+    };
+    let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        eprintln!("error: {method:?} is not an HTTP method");
+        return ExitCode::from(1);
+    };
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    println!("request:  {method} {target}");
+    let path = match path::normalize(raw_path, cfg.server.allow_path_params) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("path:     refused ({e})");
+            println!("decision: deny (bad_path, 400)");
+            return ExitCode::from(3);
+        }
+    };
+    println!("path:     {path}");
+    if crate::endpoints::route(&cfg.server.auth_prefix, path.as_str()).is_some() {
+        println!("rule:     none (reserved for the gateway's endpoints under {})", cfg.server.auth_prefix);
+        println!("decision: handled by the gateway itself");
+        return ExitCode::SUCCESS;
+    }
+
+    let identity = match identity_for(&cfg, token, claims) {
+        Ok(id) => id,
+        Err(msg) => {
+            println!("identity: {msg}");
+            println!("decision: deny (invalid_token, 401)");
+            return ExitCode::from(3);
+        }
+    };
+    match &identity {
+        None => println!("identity: none"),
+        Some(id) => println!(
+            "identity: {} (roles: {}; scopes: {})",
+            id.user(),
+            if id.roles.is_empty() { "-".into() } else { id.roles.join(",") },
+            if id.scopes.is_empty() { "-".into() } else { id.scopes.join(" ") }
+        ),
+    }
+
+    let mut methods = vec![method.clone()];
+    if let Some(m) = query.and_then(|q| {
+        q.split('&')
+            .find_map(|p| p.strip_prefix("_method="))
+            .and_then(|v| Method::from_bytes(v.to_ascii_uppercase().as_bytes()).ok())
+    }) {
+        if m != method {
+            methods.push(m);
+        }
+    }
+    for m in methods {
+        let Some(rule) = cfg.rules.find(&m, &path) else {
+            println!("rule:     none matches {m}");
+            println!("decision: deny (no_rule, 403)");
+            return ExitCode::from(3);
+        };
+        println!("rule:     {}", rule.label());
+        match authz::decide(rule, identity.as_ref()) {
+            Decision::Allow(_) => {}
+            Decision::Deny(reason) => {
+                let status = match reason {
+                    authz::DenyReason::Unauthenticated => 401,
+                    _ => 403,
+                };
+                println!("decision: deny ({}, {status}): {}", reason.code(), reason.explain());
+                return ExitCode::from(3);
+            }
+        }
+    }
+    let allowed = Decision::Allow(if identity.is_some() {
+        authz::AllowReason::Authorized
+    } else {
+        authz::AllowReason::Public
+    });
+    println!("decision: allow ({})", allowed.reason());
+    ExitCode::SUCCESS
+}
+
+fn identity_for(cfg: &Config, token: Option<String>, claims: Option<PathBuf>) -> Result<Option<Identity>, String> {
+    if let Some(file) = claims {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let map: Map<String, Value> =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not a JSON object of claims: {e}", file.display()))?;
+        return Ok(Some(Identity::from_claims(map, &cfg.tokens)));
+    }
+    let Some(token) = token else { return Ok(None) };
+    let validator = crate::auth::bearer::BearerValidator::new(&cfg.oidc, &cfg.tokens);
+    let claims = validator.check_offline(&token).map_err(|e| format!("refused: {e}"))?;
+    println!("token:    signature not verified (offline); iss, aud, exp and nbf checked");
+    Ok(Some(Identity::from_claims(claims, &cfg.tokens)))
+}

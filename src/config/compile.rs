@@ -1,0 +1,464 @@
+//! Raw tree -> [`Config`]: parses durations, addresses and URLs, reads `*_file` secrets,
+//! loads TLS material, compiles the rules. Every problem is pushed with its key path;
+//! nothing returns early, so one run reports everything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+use super::diagnostics::{ConfigErrors, Diagnostics};
+use super::raw::{RawConfig, RawHeaders, RawSession, RawTls};
+use super::*;
+use crate::auth::claims::ClaimPath;
+use crate::forward::headers as hdr;
+use crate::rules::{self, Access, Login};
+
+const MIN_SESSION_SECRET: usize = 32;
+
+/// Compiles the raw configuration, or returns every error found.
+pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut d = Diagnostics::default();
+
+    let server = server(&raw, &mut d);
+    let upstream = upstream(&raw, &mut d);
+    let rules = rules::build(&raw.rules, raw.server.case_insensitive_paths, &mut d);
+    let login_rule = rules
+        .rules()
+        .iter()
+        .find(|r| r.access == Access::Authenticated && r.login != Login::Deny)
+        .map(|r| r.index);
+    let oidc = oidc(&raw, login_rule, &mut d);
+    let tokens = tokens(&raw, &oidc.client_id, &mut d);
+    let session = session(&raw.session, &server.public_url, login_rule, &mut d);
+    let headers = headers(&raw.headers, &mut d);
+    let log = log(&raw, &mut d);
+
+    if !d.errors.is_empty() {
+        return Err(ConfigErrors(d.errors));
+    }
+    Ok(Config {
+        server,
+        upstream,
+        oidc,
+        tokens,
+        session,
+        headers,
+        log,
+        rules,
+        warnings: d.warnings,
+    })
+}
+
+pub(crate) fn duration(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    match value {
+        None => default,
+        Some(s) => match humantime::parse_duration(s.trim()) {
+            Ok(v) => v,
+            Err(_) => {
+                d.error(key, format!("{s:?} is not a duration such as \"500ms\", \"30s\", \"5m\" or \"8h\""));
+                default
+            }
+        },
+    }
+}
+
+fn socket_addr(d: &mut Diagnostics, key: &str, value: Option<&str>, default: &str) -> SocketAddr {
+    let s = value.unwrap_or(default);
+    match s.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            d.error(key, format!("{s:?} is not an address such as \"0.0.0.0:8080\""));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+fn http_url(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Option<&str>) -> Url {
+    let fallback = || Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!("constant URL parses"));
+    let Some(s) = value.or(default) else {
+        d.error(key, "missing");
+        return fallback();
+    };
+    match Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if u.query().is_some() || u.fragment().is_some() {
+                d.error(key, format!("{s:?} must not have a query or fragment"));
+            }
+            if !u.username().is_empty() || u.password().is_some() {
+                d.error(key, format!("{s:?} must not contain credentials"));
+            }
+            u
+        }
+        _ => {
+            d.error(key, format!("{s:?} is not an http:// or https:// URL"));
+            fallback()
+        }
+    }
+}
+
+fn read_secret(d: &mut Diagnostics, key: &str, value: Option<&String>, file: Option<&String>) -> Option<Secret> {
+    match (value, file) {
+        (Some(_), Some(_)) => {
+            d.error(key, format!("set {key} or {key}_file, not both"));
+            None
+        }
+        (Some(v), None) => Some(Secret::new(v.clone())),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']).to_owned())),
+            Err(e) => {
+                d.error(format!("{key}_file"), format!("cannot read {path:?}: {e}"));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
+    let s = &raw.server;
+    let listen = socket_addr(d, "server.listen", s.listen.as_deref(), "0.0.0.0:8080");
+    let admin_listen = socket_addr(d, "server.admin_listen", s.admin_listen.as_deref(), "127.0.0.1:9090");
+    if listen == admin_listen && listen.port() != 0 {
+        d.error("server.admin_listen", "must differ from server.listen (the admin endpoints are never on the main listener)");
+    }
+    let public_url = http_url(d, "server.public_url", s.public_url.as_deref(), Some("http://localhost:8080"));
+    if public_url.path() != "/" {
+        d.error("server.public_url", format!("{:?} must not have a path; the gateway is served at the root", public_url.as_str()));
+    }
+
+    let auth_prefix = s.auth_prefix.clone().unwrap_or_else(|| "/oauth2".to_owned());
+    let prefix_ok = auth_prefix.len() > 1
+        && !auth_prefix.ends_with('/')
+        && !auth_prefix.contains('*')
+        && matches!(crate::path::normalize(&auth_prefix, false), Ok(ref n) if n.as_str() == auth_prefix);
+    if !prefix_ok {
+        d.error("server.auth_prefix", format!("{auth_prefix:?} must be a normalized path such as \"/oauth2\" (not \"/\", no trailing \"/\")"));
+    }
+
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in s.trusted_proxies.iter().enumerate() {
+        match p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => d.error(format!("server.trusted_proxies[{i}]"), format!("{p:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address")),
+        }
+    }
+
+    let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
+    if !(8192..=1024 * 1024).contains(&max_header_bytes) {
+        d.error("server.max_header_bytes", format!("{max_header_bytes} must be between 8192 and 1048576"));
+    }
+
+    ServerSettings {
+        listen,
+        public_url,
+        admin_listen,
+        auth_prefix,
+        trusted_proxies,
+        shutdown_grace: duration(d, "server.shutdown_grace", s.shutdown_grace.as_deref(), Duration::from_secs(10)),
+        case_insensitive_paths: s.case_insensitive_paths,
+        allow_path_params: s.allow_path_params,
+        max_header_bytes,
+        header_read_timeout: duration(d, "server.header_read_timeout", s.header_read_timeout.as_deref(), Duration::from_secs(10)),
+        tls: s.tls.as_ref().and_then(|t| tls(t, d)),
+    }
+}
+
+fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let (Some(cert_file), Some(key_file)) = (&t.cert_file, &t.key_file) else {
+        if t.cert_file.is_none() {
+            d.error("server.tls.cert_file", "missing (both cert_file and key_file are needed for TLS)");
+        }
+        if t.key_file.is_none() {
+            d.error("server.tls.key_file", "missing (both cert_file and key_file are needed for TLS)");
+        }
+        return None;
+    };
+    let certs: Result<Vec<CertificateDer<'static>>, _> = CertificateDer::pem_file_iter(cert_file).and_then(|it| it.collect());
+    let certs = match certs {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            d.error("server.tls.cert_file", format!("{cert_file:?} holds no PEM certificate"));
+            return None;
+        }
+        Err(e) => {
+            d.error("server.tls.cert_file", format!("cannot read certificates from {cert_file:?}: {e}"));
+            return None;
+        }
+    };
+    let key = match PrivateKeyDer::from_pem_file(key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            d.error("server.tls.key_file", format!("cannot read a private key from {key_file:?}: {e}"));
+            return None;
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = match rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+        Ok(b) => b,
+        Err(e) => {
+            d.error("server.tls", format!("cannot set up TLS: {e}"));
+            return None;
+        }
+    };
+    match builder.with_no_client_auth().with_single_cert(certs, key) {
+        Ok(mut cfg) => {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(Arc::new(cfg))
+        }
+        Err(e) => {
+            d.error("server.tls.key_file", format!("the key does not fit the certificate: {e}"));
+            None
+        }
+    }
+}
+
+fn upstream(raw: &RawConfig, d: &mut Diagnostics) -> UpstreamSettings {
+    let u = &raw.upstream;
+    UpstreamSettings {
+        url: http_url(d, "upstream.url", u.url.as_deref(), None),
+        timeout: duration(d, "upstream.timeout", u.timeout.as_deref(), Duration::from_secs(30)),
+        connect_timeout: duration(d, "upstream.connect_timeout", u.connect_timeout.as_deref(), Duration::from_secs(5)),
+    }
+}
+
+fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> OidcSettings {
+    let o = &raw.oidc;
+    let issuer = match &o.issuer {
+        None => {
+            d.error("oidc.issuer", "missing; the provider's issuer URL, such as \"http://localhost:8180/realms/myorg\"");
+            String::new()
+        }
+        Some(s) => {
+            match Url::parse(s) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() && u.fragment().is_none() => s.clone(),
+                _ => {
+                    d.error("oidc.issuer", format!("{s:?} is not an http:// or https:// URL without query"));
+                    s.clone()
+                }
+            }
+        }
+    };
+    let client_id = match &o.client_id {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => {
+            d.error("oidc.client_id", "missing; the client id registered at the provider, such as \"gateway\"");
+            String::new()
+        }
+    };
+    let client_secret = read_secret(d, "oidc.client_secret", o.client_secret.as_ref(), o.client_secret_file.as_ref());
+    if let (None, Some(i)) = (&client_secret, login_rule) {
+        d.error("oidc.client_secret", format!("missing, and rule[{i}] may log a browser in (set it, or set login = \"deny\" on such rules)"));
+    }
+    let scopes = o.scopes.clone().unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        d.error("oidc.scopes", "must include \"openid\"");
+    }
+    OidcSettings {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+    }
+}
+
+fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSettings {
+    let t = &raw.tokens;
+    let audiences = t.audiences.clone().unwrap_or_else(|| vec![client_id.to_owned()]);
+    if audiences.is_empty() {
+        d.warn("tokens.audiences", "is empty, so the \"aud\" claim of bearer tokens is not checked; any token of the issuer is accepted");
+    }
+    let mut algorithms = Vec::new();
+    let names = t.algorithms.clone().unwrap_or_else(|| vec!["RS256".into()]);
+    if names.is_empty() {
+        d.error("tokens.algorithms", "is empty; list the signing algorithms to accept, such as [\"RS256\"]");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("tokens.algorithms[{i}]");
+        match name.as_str() {
+            "RS256" => algorithms.push(Algorithm::RS256),
+            "RS384" => algorithms.push(Algorithm::RS384),
+            "RS512" => algorithms.push(Algorithm::RS512),
+            "PS256" => algorithms.push(Algorithm::PS256),
+            "PS384" => algorithms.push(Algorithm::PS384),
+            "PS512" => algorithms.push(Algorithm::PS512),
+            "ES256" => algorithms.push(Algorithm::ES256),
+            "ES384" => algorithms.push(Algorithm::ES384),
+            "EdDSA" => algorithms.push(Algorithm::EdDSA),
+            n if n.eq_ignore_ascii_case("none") || n.to_ascii_uppercase().starts_with("HS") => d.error(
+                key,
+                format!("{n:?} is never accepted: tokens are checked against the provider's public keys"),
+            ),
+            n => d.error(key, format!("{n:?} is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA")),
+        }
+    }
+    let roles_claims = t.roles_claims.clone().unwrap_or_else(|| {
+        vec![
+            "realm_access.roles".to_owned(),
+            format!("resource_access.{client_id}.roles"),
+        ]
+    });
+    let mut paths = Vec::new();
+    for (i, p) in roles_claims.iter().enumerate() {
+        match ClaimPath::parse(p) {
+            Ok(cp) => paths.push(cp),
+            Err(msg) => d.error(format!("tokens.roles_claims[{i}]"), msg),
+        }
+    }
+    let jwks_refresh = duration(d, "tokens.jwks_refresh", t.jwks_refresh.as_deref(), Duration::from_secs(300));
+    if jwks_refresh < Duration::from_secs(10) {
+        d.error("tokens.jwks_refresh", "must be at least \"10s\"");
+    }
+    TokenSettings {
+        audiences,
+        algorithms,
+        leeway: duration(d, "tokens.leeway", t.leeway.as_deref(), Duration::from_secs(30)),
+        roles_claims: paths,
+        jwks_refresh,
+    }
+}
+
+fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut Diagnostics) -> Option<SessionSettings> {
+    let secret = read_secret(d, "session.secret", s.secret.as_ref(), s.secret_file.as_ref());
+    let cookie_name = s.cookie_name.clone().unwrap_or_else(|| "portcullis".to_owned());
+    if cookie_name.is_empty() || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        d.error("session.cookie_name", format!("{cookie_name:?} must be letters, digits, '_' or '-'"));
+    }
+    let lifetime = duration(d, "session.lifetime", s.lifetime.as_deref(), Duration::from_secs(8 * 3600));
+    let secure = s.secure.unwrap_or(public_url.scheme() == "https");
+    let same_site = match s.same_site.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => {
+            if !secure {
+                d.error("session.same_site", "\"none\" needs session.secure = true (browsers refuse it otherwise)");
+            }
+            SameSite::None
+        }
+        Some(other) => {
+            d.error("session.same_site", format!("{other:?} is not one of \"lax\", \"strict\", \"none\""));
+            SameSite::Lax
+        }
+    };
+    let store = match s.store.as_deref() {
+        None | Some("cookie") => SessionStoreKind::Cookie,
+        Some("redis") => SessionStoreKind::Redis,
+        Some(other) => {
+            d.error("session.store", format!("{other:?} is not one of \"cookie\", \"redis\""));
+            SessionStoreKind::Cookie
+        }
+    };
+    let redis_url = match (&s.redis_url, store) {
+        (Some(u), _) => match Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "redis" | "rediss") => Some(url),
+            _ => {
+                d.error("session.redis_url", format!("{u:?} is not a redis:// or rediss:// URL"));
+                None
+            }
+        },
+        (None, SessionStoreKind::Redis) => {
+            d.error("session.redis_url", "missing; session.store = \"redis\" needs it");
+            None
+        }
+        (None, SessionStoreKind::Cookie) => None,
+    };
+    match secret {
+        Some(secret) => {
+            if secret.expose().len() < MIN_SESSION_SECRET {
+                d.error("session.secret", format!("must be at least {MIN_SESSION_SECRET} bytes long"));
+            }
+            Some(SessionSettings {
+                secret,
+                cookie_name,
+                lifetime,
+                secure,
+                same_site,
+                refresh: s.refresh.unwrap_or(true),
+                store,
+                redis_url,
+            })
+        }
+        None => {
+            if let Some(i) = login_rule {
+                d.error("session.secret", format!("missing, and rule[{i}] may log a browser in (set it, or set login = \"deny\" on such rules)"));
+            }
+            None
+        }
+    }
+}
+
+fn header_name(d: &mut Diagnostics, key: &str, value: Option<&str>, default: &str) -> Option<HeaderName> {
+    let s = value.unwrap_or(default);
+    if s.is_empty() {
+        return None;
+    }
+    match HeaderName::from_bytes(s.as_bytes()) {
+        Ok(h) if hdr::is_reserved(&h) => {
+            d.error(key, format!("{s:?} is a header the gateway or HTTP itself controls"));
+            None
+        }
+        Ok(h) => Some(h),
+        Err(_) => {
+            d.error(key, format!("{s:?} is not a valid header name"));
+            None
+        }
+    }
+}
+
+fn headers(h: &RawHeaders, d: &mut Diagnostics) -> HeaderSettings {
+    let access_token = match h.access_token.as_deref() {
+        Some(s) if s.eq_ignore_ascii_case("authorization") => Some(http::header::AUTHORIZATION),
+        other => header_name(d, "headers.access_token", other, ""),
+    };
+    let mut out = HeaderSettings {
+        user: header_name(d, "headers.user", h.user.as_deref(), "X-Auth-User"),
+        email: header_name(d, "headers.email", h.email.as_deref(), "X-Auth-Email"),
+        subject: header_name(d, "headers.subject", h.subject.as_deref(), "X-Auth-Subject"),
+        roles: header_name(d, "headers.roles", h.roles.as_deref(), "X-Auth-Roles"),
+        scopes: header_name(d, "headers.scopes", h.scopes.as_deref(), "X-Auth-Scopes"),
+        access_token,
+        claims: Vec::new(),
+    };
+    for (name, path) in &h.claims {
+        let key = format!("headers.claims.{name:?}");
+        let header = header_name(d, &key, Some(name), "");
+        match (header, ClaimPath::parse(path)) {
+            (Some(hn), Ok(cp)) => out.claims.push((hn, cp)),
+            (_, Err(msg)) => d.error(key, msg),
+            (None, Ok(_)) => {}
+        }
+    }
+    // The same header twice would let one value overwrite another.
+    let mut seen: Vec<String> = Vec::new();
+    for name in hdr::identity_names(&out) {
+        let spelled = hdr::spelling_key(name.as_str());
+        if seen.contains(&spelled) {
+            d.error("headers", format!("{name} is configured twice (also counting _ and . spellings)"));
+        }
+        seen.push(spelled);
+    }
+    out
+}
+
+fn log(raw: &RawConfig, d: &mut Diagnostics) -> LogSettings {
+    let format = match raw.log.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            d.error("log.format", format!("{other:?} is not one of \"text\", \"json\""));
+            LogFormat::Text
+        }
+    };
+    let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        d.error("log.level", format!("{level:?} is not a log filter such as \"info\" or \"portcullis=debug\""));
+    }
+    LogSettings { format, level }
+}

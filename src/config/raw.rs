@@ -1,0 +1,155 @@
+//! The configuration file as written: serde structs that mirror `gateway.toml` one to one.
+//!
+//! Nothing here is validated beyond its TOML type; `compile.rs` turns this tree into a
+//! [`Config`](super::Config) and reports every problem with its key path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub oidc: RawOidc,
+    pub tokens: RawTokens,
+    pub session: RawSession,
+    pub headers: RawHeaders,
+    pub log: RawLog,
+    #[serde(rename = "rule")]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub admin_listen: Option<String>,
+    pub auth_prefix: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub shutdown_grace: Option<String>,
+    pub case_insensitive_paths: bool,
+    pub allow_path_params: bool,
+    /// Largest request head (request line and headers) accepted; larger gets 431.
+    pub max_header_bytes: Option<usize>,
+    /// How long a client may take to send the request head; slower gets 408.
+    pub header_read_timeout: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOidc {
+    pub issuer: Option<String>,
+    #[serde(deserialize_with = "scalar_string")]
+    pub client_id: Option<String>,
+    #[serde(deserialize_with = "scalar_string")]
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+    pub roles_claims: Option<Vec<String>>,
+    pub jwks_refresh: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    #[serde(deserialize_with = "scalar_string")]
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub cookie_name: Option<String>,
+    pub lifetime: Option<String>,
+    pub secure: Option<bool>,
+    pub same_site: Option<String>,
+    pub refresh: Option<bool>,
+    pub store: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaders {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub subject: Option<String>,
+    pub roles: Option<String>,
+    pub scopes: Option<String>,
+    pub access_token: Option<String>,
+    pub claims: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `"text"` (default) or `"json"`.
+    pub format: Option<String>,
+    /// A tracing filter such as `"info"` or `"portcullis=debug"`; `RUST_LOG` wins when set.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRule {
+    pub path: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub access: Option<String>,
+    pub roles: Vec<String>,
+    pub any_roles: Vec<String>,
+    pub scopes: Vec<String>,
+    pub claims: BTreeMap<String, ClaimValue>,
+    pub login: Option<String>,
+}
+
+/// A required claim value in a rule: compared with the token's claim as JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValue {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+/// Accepts any scalar as a string. Environment overrides are parsed as TOML-like values,
+/// so `PORTCULLIS_OIDC__CLIENT_SECRET=12345` arrives as an integer; a secret is still a string.
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
+        Scalar::Str(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    }))
+}

@@ -1,0 +1,54 @@
+//! The gateway's own endpoints under `server.auth_prefix` (default `/oauth2`). Requests
+//! here never reach the rules or the upstream.
+
+mod forward_auth;
+mod userinfo;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::gateway::{Gateway, Runtime};
+use crate::pipeline::RequestContext;
+use crate::response::{Body, Denial};
+
+/// One of the reserved endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Login,
+    Callback,
+    Logout,
+    UserInfo,
+    ForwardAuth,
+    /// Under the prefix but not an endpoint: 404, never forwarded.
+    Unknown,
+}
+
+/// Is this normalized path under the prefix, and which endpoint is it?
+pub fn route(prefix: &str, path: &str) -> Option<Endpoint> {
+    let rest = path.strip_prefix(prefix)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    Some(match rest {
+        "/login" => Endpoint::Login,
+        "/callback" => Endpoint::Callback,
+        "/logout" => Endpoint::Logout,
+        "/userinfo" => Endpoint::UserInfo,
+        "/auth" => Endpoint::ForwardAuth,
+        _ => Endpoint::Unknown,
+    })
+}
+
+pub async fn handle(
+    endpoint: Endpoint,
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Denial> {
+    match endpoint {
+        Endpoint::UserInfo => userinfo::handle(gw, rt, ctx, req).await,
+        Endpoint::ForwardAuth => forward_auth::handle(gw, rt, ctx, req).await,
+        Endpoint::Login | Endpoint::Callback | Endpoint::Logout | Endpoint::Unknown => Err(Denial::NotFound),
+    }
+}

@@ -1,0 +1,60 @@
+//! `X-Forwarded-*` and `trusted_proxies`.
+//!
+//! From a client outside `trusted_proxies`, every `X-Forwarded-*`, `Forwarded` and
+//! `X-Real-IP` header is dropped and the gateway writes its own. From a trusted proxy the
+//! incoming values are kept and the peer address is appended to `X-Forwarded-For`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use ipnet::IpNet;
+
+use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
+
+/// Is `peer` one of the configured trusted proxies?
+pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+        v4 => v4,
+    };
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+/// Rewrites the forwarding headers for the upstream request.
+pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str, host: Option<HeaderValue>) {
+    let prior_for: Vec<String> = if trusted {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    } else {
+        let doomed: Vec<_> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-forwarded-") || **k == FORWARDED || **k == X_REAL_IP)
+            .cloned()
+            .collect();
+        for k in doomed {
+            headers.remove(k);
+        }
+        Vec::new()
+    };
+    let mut chain = prior_for.join(", ");
+    if !chain.is_empty() {
+        chain.push_str(", ");
+    }
+    chain.push_str(&peer.to_string());
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(h) = host.or_else(|| headers.get(header::HOST).cloned()) {
+            headers.insert(X_FORWARDED_HOST, h);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The pooled client to the upstream, with its timeouts and error classes.
+
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamSettings;
+
+/// Why the upstream gave no response. Decides 502 versus 504.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, unreachable, or not made within `upstream.connect_timeout` (502).
+    #[error("cannot connect to the upstream")]
+    Connect,
+    /// No response head within `upstream.timeout` (504).
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// The connection broke while the request was sent or the response read (502).
+    #[error("the upstream connection failed")]
+    Io,
+}
+
+impl UpstreamError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Io => "io",
+        }
+    }
+}
+
+/// The upstream service and a keep-alive connection pool to it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without its trailing `/`, prefixed to every forwarded path.
+    base_path: String,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(s: &UpstreamSettings) -> Result<Self, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(s.connect_timeout));
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_roots();
+        roots.add_parsable_certificates(native);
+        let tls = tls.with_root_certificates(roots).with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(https);
+        let scheme = if s.url.scheme() == "https" { Scheme::HTTPS } else { Scheme::HTTP };
+        let host = s.url.host_str().ok_or("upstream.url has no host")?;
+        let authority: Authority = match s.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        }
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            base_path: s.url.path().trim_end_matches('/').to_owned(),
+            timeout: s.timeout,
+        })
+    }
+
+    /// The upstream URI for a normalized path and the untouched query.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+        let mut pq = String::with_capacity(self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        pq.push_str(&self.base_path);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        let pq: PathAndQuery = pq.parse().ok()?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .ok()
+    }
+
+    /// Sends the request; returns the response head (the body streams) and how long the
+    /// upstream took to answer.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<(Response<Incoming>, Duration), UpstreamError> {
+        let start = Instant::now();
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::debug!(error = %e, "upstream connect failed");
+                Err(UpstreamError::Connect)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = ?e, "upstream request failed");
+                Err(UpstreamError::Io)
+            }
+            Ok(Ok(resp)) => Ok((resp, start.elapsed())),
+        }
+    }
+}
+
+fn rustls_native_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
+}

@@ -1,0 +1,210 @@
+//! The one place where a refusal becomes an HTTP response: status, `WWW-Authenticate`,
+//! and a JSON body (or a small HTML page for browsers). Descriptions sent to clients are
+//! fixed strings; causes go to the log.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::auth::bearer::TokenError;
+use crate::path::PathRejection;
+
+/// Every response body: streamed from the upstream, or made by the gateway.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// A body the gateway made.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Right(Full::new(bytes.into()))
+}
+
+pub fn empty() -> Body {
+    Either::Right(Full::new(Bytes::new()))
+}
+
+/// Whose fault a failure was, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Provider,
+    Internal,
+}
+
+/// Why the gateway answers instead of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// A path refused by normalization.
+    BadPath(PathRejection),
+    /// Two `Authorization` headers.
+    AmbiguousCredentials,
+    /// Some other malformed request (bad `_method`, bad forward-auth headers).
+    BadRequest(&'static str),
+    /// No rule matches the request.
+    NoRule,
+    /// No credential where one is needed.
+    Unauthenticated,
+    /// A bearer token that failed validation.
+    InvalidToken(TokenError),
+    /// Valid token without the rule's scopes.
+    InsufficientScope { required: Vec<String> },
+    /// Valid credential without a role or claim the rule needs.
+    Forbidden(&'static str),
+    /// A caller the endpoint does not serve (forward-auth outside `trusted_proxies`).
+    UntrustedCaller,
+    /// The provider's keys were never fetched.
+    ProviderUnavailable,
+    /// No upstream connection (refused, unreachable, connect timeout).
+    UpstreamConnect,
+    /// The upstream did not answer within `upstream.timeout`.
+    UpstreamTimeout,
+    /// The upstream connection failed after it was made.
+    UpstreamBroken,
+    NotFound,
+    MethodNotAllowed,
+}
+
+impl Denial {
+    /// The machine-readable reason used in logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::BadPath(_) => "bad_path",
+            Denial::AmbiguousCredentials => "ambiguous_credentials",
+            Denial::BadRequest(_) => "bad_request",
+            Denial::NoRule => "no_rule",
+            Denial::Unauthenticated => "unauthenticated",
+            Denial::InvalidToken(_) => "invalid_token",
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::Forbidden(code) => code,
+            Denial::UntrustedCaller => "untrusted_caller",
+            Denial::ProviderUnavailable => "provider_unavailable",
+            Denial::UpstreamConnect => "upstream_connect",
+            Denial::UpstreamTimeout => "upstream_timeout",
+            Denial::UpstreamBroken => "upstream_io",
+            Denial::NotFound => "not_found",
+            Denial::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken => Fault::Upstream,
+            Denial::ProviderUnavailable => Fault::Provider,
+            _ => Fault::Client,
+        }
+    }
+
+    /// Status, OAuth-style error code, public description, `WWW-Authenticate`.
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        const REALM: &str = "Bearer realm=\"portcullis\"";
+        match self {
+            Denial::BadPath(why) => (StatusCode::BAD_REQUEST, "invalid_request", format!("malformed path: {why}"), None),
+            Denial::AmbiguousCredentials => (StatusCode::BAD_REQUEST, "invalid_request", "more than one Authorization header".into(), None),
+            Denial::BadRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", (*why).into(), None),
+            Denial::NoRule => (StatusCode::FORBIDDEN, "access_denied", "no rule allows this request".into(), None),
+            Denial::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized", "authentication required".into(), Some(REALM.into())),
+            Denial::InvalidToken(e) => {
+                let desc = e.to_string();
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    desc.clone(),
+                    Some(format!("{REALM}, error=\"invalid_token\", error_description=\"{desc}\"")),
+                )
+            }
+            Denial::InsufficientScope { required } => {
+                let scope = required.join(" ");
+                (
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!("the token lacks a required scope ({scope})"),
+                    Some(format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\"")),
+                )
+            }
+            Denial::Forbidden(_) => (StatusCode::FORBIDDEN, "access_denied", "you are not allowed to access this resource".into(), None),
+            Denial::UntrustedCaller => (StatusCode::FORBIDDEN, "access_denied", "this endpoint only serves trusted proxies".into(), None),
+            Denial::ProviderUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the identity provider cannot be reached yet; try again shortly".into(),
+                None,
+            ),
+            Denial::UpstreamConnect => (StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream service is unavailable".into(), None),
+            Denial::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream service did not answer in time".into(), None),
+            Denial::UpstreamBroken => (StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream connection failed".into(), None),
+            Denial::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint".into(), None),
+            Denial::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here".into(), None),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The response for this refusal. `browser` selects the HTML page over JSON.
+    pub fn render(&self, browser: bool) -> Response<Body> {
+        let (status, code, desc, www) = self.parts();
+        let (content_type, body) = if browser {
+            ("text/html; charset=utf-8", html_page(status, &desc, None))
+        } else {
+            ("application/json", json_error(code, &desc))
+        };
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        if let Some(w) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, w);
+        }
+        resp
+    }
+}
+
+/// `{"error": ..., "error_description": ...}`.
+pub fn json_error(code: &str, desc: &str) -> String {
+    serde_json::json!({ "error": code, "error_description": desc }).to_string()
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small self-contained page. `extra_html` must already be escaped.
+pub fn html_page(status: StatusCode, message: &str, extra_html: Option<&str>) -> String {
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+h1{{font-size:1.4rem}}button{{font-size:1rem;padding:.4rem 1rem}}</style></head>\
+<body><h1>{t}</h1><p>{m}</p>{x}</body></html>\n",
+        t = escape_html(&title),
+        m = escape_html(message),
+        x = extra_html.unwrap_or("")
+    )
+}
+
+/// Is this a browser navigation (GET/HEAD, `Accept` with `text/html`, no `Authorization`)?
+pub fn is_browser(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && !headers.contains_key(header::AUTHORIZATION)
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("text/html"))
+}

@@ -1,0 +1,180 @@
+//! The compiled rule table: which rule decides a request.
+//!
+//! Rules are compiled once at load into a hash map of exact paths and a trie keyed by each
+//! pattern's literal prefix, so finding a rule costs a few hash look-ups per path segment,
+//! however many rules there are. Precedence is [`pattern::Specificity`]; two rules that tie
+//! and could match the same request are refused when the configuration is loaded.
+
+mod build;
+pub mod pattern;
+
+use std::collections::HashMap;
+
+use http::Method;
+
+use crate::auth::claims::ClaimPath;
+use crate::config::raw::ClaimValue;
+use crate::path::NormalizedPath;
+pub use build::build;
+use pattern::{PathPattern, Specificity};
+
+/// `access` of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Forwarded without a credential (identity headers still set when one is valid).
+    Public,
+    /// Needs a valid credential, plus whatever roles, scopes and claims the rule lists.
+    Authenticated,
+}
+
+/// `login` of a rule: what a browser without a session gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// Browsers are sent to the provider's login page; other clients get 401.
+    Auto,
+    /// Same as `auto` for now; spelled out where a rule wants to say so explicitly.
+    Redirect,
+    /// Never start a login: 401 for everyone (APIs that browsers should not log in to).
+    Deny,
+}
+
+/// One compiled `[[rule]]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Position in the file (`rule[index]`), for logs, metrics and `explain`.
+    pub index: usize,
+    /// The `path` as written.
+    pub path: String,
+    pub pattern: PathPattern,
+    /// `None` = every method. `GET` also covers `HEAD`.
+    pub methods: Option<Vec<Method>>,
+    pub access: Access,
+    pub roles: Vec<String>,
+    pub any_roles: Vec<String>,
+    pub scopes: Vec<String>,
+    pub claims: Vec<(ClaimPath, ClaimValue)>,
+    pub login: Login,
+    pub specificity: Specificity,
+}
+
+impl Rule {
+    pub fn allows_method(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(ms) => ms.iter().any(|m| m == method || (method == Method::HEAD && m == Method::GET)),
+        }
+    }
+
+    /// `rule[3] "/admin/**"`, as used in logs and `explain`.
+    pub fn label(&self) -> String {
+        format!("rule[{}] {:?}", self.index, self.path)
+    }
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: HashMap<String, TrieNode>,
+    /// Rules whose literal prefix ends exactly here.
+    patterns: Vec<usize>,
+}
+
+/// All rules, ready for look-up.
+#[derive(Debug, Default)]
+pub struct RuleTable {
+    rules: Vec<Rule>,
+    exact: HashMap<String, Vec<usize>>,
+    root: TrieNode,
+    fold_case: bool,
+}
+
+// === impl RuleTable ===
+
+impl RuleTable {
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rule that decides `method path`, or `None` (403).
+    pub fn find(&self, method: &Method, path: &NormalizedPath) -> Option<&Rule> {
+        let raw = path.for_matching();
+        let folded;
+        let p = if self.fold_case && raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            folded = raw.to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            raw
+        };
+        if let Some(ids) = self.exact.get(p) {
+            if let Some(r) = self.best(ids, method, |_| true) {
+                return Some(r);
+            }
+        }
+        let segs: Vec<&str> = p[1..].split('/').collect();
+        let mut trail: Vec<&TrieNode> = Vec::with_capacity(segs.len() + 1);
+        let mut node = &self.root;
+        trail.push(node);
+        for seg in &segs {
+            match node.children.get(*seg) {
+                Some(next) => {
+                    node = next;
+                    trail.push(node);
+                }
+                None => break,
+            }
+        }
+        // Deeper nodes have longer literal prefixes, so the first node with a match wins.
+        trail
+            .iter()
+            .rev()
+            .find_map(|n| self.best(&n.patterns, method, |r| r.pattern.matches(p, &segs)))
+    }
+
+    fn best(&self, ids: &[usize], method: &Method, matches: impl Fn(&Rule) -> bool) -> Option<&Rule> {
+        ids.iter()
+            .filter_map(|&i| self.rules.get(i))
+            .filter(|r| r.allows_method(method) && matches(r))
+            .max_by_key(|r| r.specificity)
+    }
+
+    fn from_rules(rules: Vec<Rule>, fold_case: bool) -> RuleTable {
+        let mut table = RuleTable {
+            rules: Vec::new(),
+            exact: HashMap::new(),
+            root: TrieNode::default(),
+            fold_case,
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            match &rule.pattern {
+                PathPattern::Exact(p) => table.exact.entry(p.clone()).or_default().push(i),
+                PathPattern::Wild { .. } => {
+                    let mut node = &mut table.root;
+                    for seg in rule.pattern.literal_prefix() {
+                        node = node.children.entry(seg.to_owned()).or_default();
+                    }
+                    node.patterns.push(i);
+                }
+            }
+        }
+        table.rules = rules;
+        table
+    }
+
+    /// Groups of rules that could compete for the same request at the same depth: the
+    /// rules of one exact path, or the patterns of one trie node.
+    fn competing_groups(&self) -> Vec<&[usize]> {
+        let mut groups: Vec<&[usize]> = self.exact.values().map(Vec::as_slice).collect();
+        let mut stack = vec![&self.root];
+        while let Some(n) = stack.pop() {
+            groups.push(&n.patterns);
+            stack.extend(n.children.values());
+        }
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests;

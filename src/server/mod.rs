@@ -1,0 +1,74 @@
+//! Listeners: the main gateway listener (HTTP/1.1 and HTTP/2, optional TLS) and the admin
+//! listener, plus the graceful shutdown that drains both.
+
+pub mod admin;
+pub mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// A started gateway: its addresses, and the handle that stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests (up to `server.shutdown_grace`) and waits.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        for b in self.background {
+            b.abort();
+        }
+    }
+
+    /// Resolves when a shutdown was requested and everything has drained.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds both listeners and starts serving. Provider discovery and key fetching run in the
+/// background, so the gateway starts even while the provider is unreachable.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let listen = config.server.listen;
+    let admin_listen = config.server.admin_listen;
+    let jwks_refresh = config.tokens.jwks_refresh;
+    let gateway = Gateway::new(config)?;
+    let main = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;
+    let addr = main.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+    let (shutdown, rx) = watch::channel(false);
+
+    let keys = tokio::spawn(gateway.jwks.clone().run(jwks_refresh));
+    let tasks = vec![
+        tokio::spawn(listener::serve(gateway.clone(), main, rx.clone())),
+        tokio::spawn(admin::serve(gateway.clone(), admin, rx)),
+    ];
+    tracing::info!(%addr, %admin_addr, "portcullis is listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        gateway,
+        shutdown,
+        tasks,
+        background: vec![keys],
+    })
+}
