@@ -1,0 +1,220 @@
+//! Shared test harness: an in-process provider, an echo upstream and the gateway, all on
+//! `127.0.0.1:0`, plus a raw HTTP/1.1 client that can send requests no library would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use portcullis::server::{self, Running};
+use portcullis::testing::{EchoUpstream, Seen, TestIdp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const SESSION_SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+/// The rules of the tutorial's resource server, plus an admin area and a two-scope rule.
+pub const TUTORIAL_RULES: &str = r#"
+[[rule]]
+path = "/api/public"
+access = "public"
+
+[[rule]]
+path = "/api/private"
+
+[[rule]]
+path = "/api/private-scoped/**"
+scopes = ["test_api_access"]
+
+[[rule]]
+path = "/api/two-scopes"
+scopes = ["test_api_access", "write"]
+
+[[rule]]
+path = "/admin/**"
+roles = ["admin"]
+
+[[rule]]
+path = "/public/**"
+access = "public"
+
+[[rule]]
+path = "/ws"
+
+[[rule]]
+path = "/slow"
+access = "public"
+
+[[rule]]
+path = "/**"
+"#;
+
+pub struct Harness {
+    pub idp: TestIdp,
+    pub upstream: EchoUpstream,
+    pub gw: Running,
+}
+
+/// Builds the gateway configuration around a provider and an upstream.
+pub fn config_toml(issuer: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:8080"
+shutdown_grace = "2s"
+
+[upstream]
+url = "{upstream}"
+timeout = "2s"
+connect_timeout = "1s"
+
+[oidc]
+issuer = "{issuer}"
+client_id = "gateway"
+client_secret = "gateway-secret"
+
+[tokens]
+audiences = ["gateway"]
+
+[session]
+secret = "{SESSION_SECRET}"
+
+{extra}
+"#
+    )
+}
+
+pub fn load(toml: &str) -> portcullis::config::Config {
+    match portcullis::config::load_figment(Figment::from(Toml::string(toml))) {
+        Ok(c) => c,
+        Err(e) => panic!("test configuration is invalid:\n{e}\n---\n{toml}"),
+    }
+}
+
+impl Harness {
+    /// Provider + upstream + gateway with the tutorial rules, ready to serve.
+    pub async fn start() -> Harness {
+        Self::with(TUTORIAL_RULES).await
+    }
+
+    /// Same, with other rules or settings appended to the base configuration.
+    pub async fn with(extra: &str) -> Harness {
+        let idp = TestIdp::start().await;
+        let upstream = EchoUpstream::start().await;
+        let toml = config_toml(&idp.issuer(), &upstream.url(), extra);
+        let gw = server::start(load(&toml)).await.expect("gateway starts");
+        let h = Harness { idp, upstream, gw };
+        h.wait_ready().await;
+        h
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gw.addr
+    }
+
+    /// Polls `/readyz` until it answers 200 (the provider's keys are loaded).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = get(self.gw.admin_addr, "/readyz", &[]).await;
+            if r.status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway never became ready: {}", r.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+        get(self.addr(), path, headers).await
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> RawResponse {
+        let auth = format!("Bearer {token}");
+        get(self.addr(), path, &[("Authorization", &auth)]).await
+    }
+
+    /// A token for `sub` with audience `gateway` and these scopes.
+    pub fn token(&self, sub: &str, scope: &str) -> String {
+        self.idp.mint(&self.idp.claims(sub, "gateway", scope))
+    }
+
+    /// The last request the upstream received, parsed from the echo response.
+    pub fn last_seen(&self) -> Seen {
+        self.upstream.seen().last().cloned().expect("the upstream saw a request")
+    }
+}
+
+/// A response read off the wire.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The echo upstream's report (only for forwarded requests).
+    pub fn seen(&self) -> Seen {
+        assert_eq!(self.status, 200, "expected a forwarded request, got {}: {}", self.status, self.body);
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not an echo ({e}): {}", self.body))
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    raw(addr, req.as_bytes()).await
+}
+
+/// Sends raw bytes and reads the whole response (the request should say `Connection: close`).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "no complete response within 15 s");
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    RawResponse { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
