@@ -169,7 +169,9 @@ fn figment_errors(err: figment::Error) -> ConfigErrors {
                 let mut path: Vec<String> = e.path.clone();
                 let message = match &e.kind {
                     figment::error::Kind::UnknownField(field, _) => {
-                        path.push(field.clone());
+                        if path.last() != Some(field) {
+                            path.push(field.clone());
+                        }
                         "unknown key".to_owned()
                     }
                     kind => kind.to_string(),

@@ -1,0 +1,275 @@
+//! The command line, run as a real binary on temporary files; output compared exactly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[upstream]
+url = "http://127.0.0.1:3000"
+
+[oidc]
+issuer = "http://127.0.0.1:1/realms/myorg"
+client_id = "gateway"
+client_secret = "s"
+
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+"#;
+
+const RULES: &str = r#"
+[[rule]]
+path = "/api/public"
+access = "public"
+
+[[rule]]
+path = "/api/private-scoped/**"
+scopes = ["test_api_access"]
+
+[[rule]]
+path = "/admin/**"
+roles = ["admin"]
+
+[[rule]]
+path = "/**"
+"#;
+
+fn write(contents: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(contents.as_bytes()).unwrap();
+    f
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.env_remove("PORTCULLIS_CONFIG");
+    c.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_the_example_config() {
+    let f = write(&format!("{BASE}{RULES}"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}: configuration is valid (4 rule(s), 0 warning(s))\n", f.path().display()));
+
+    let out = run(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_reports_every_error_with_its_key() {
+    let f = write(
+        r#"
+[server]
+listen = "nowhere"
+shutdown_grace = "soon"
+trusted_proxies = ["10.0.0.0/8", "not-a-cidr"]
+
+[upstream]
+url = "ftp://x"
+
+[oidc]
+issuer = "http://127.0.0.1:1/realms/myorg"
+client_id = "gateway"
+
+[tokens]
+algorithms = ["RS256", "HS256", "none", "XX1"]
+
+[session]
+secret = "short"
+
+[[rule]]
+path = "**"
+
+[[rule]]
+path = "/a/**"
+roles = ["admin"]
+
+[[rule]]
+path = "/a/**"
+"#,
+    );
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let expected = [
+        "error: server.listen: \"nowhere\" is not an address such as \"0.0.0.0:8080\"",
+        "error: server.trusted_proxies[1]: \"not-a-cidr\" is not a CIDR such as \"10.0.0.0/8\" or an IP address",
+        "error: server.shutdown_grace: \"soon\" is not a duration such as \"500ms\", \"30s\", \"5m\" or \"8h\"",
+        "error: upstream.url: \"ftp://x\" is not an http:// or https:// URL",
+        "error: rule[0].path: \"**\" must start with \"/\"",
+        "error: rule[2].path: \"/a/**\" ties with rule[1] (\"/a/**\"): both can match the same request with the same precedence; make one more specific or give them distinct methods",
+        "error: oidc.client_secret: missing, and rule[1] may log a browser in (set it, or set login = \"deny\" on such rules)",
+        "error: tokens.algorithms[1]: \"HS256\" is never accepted: tokens are checked against the provider's public keys",
+        "error: tokens.algorithms[2]: \"none\" is never accepted: tokens are checked against the provider's public keys",
+        "error: tokens.algorithms[3]: \"XX1\" is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+        "error: session.secret: must be at least 32 bytes long",
+    ];
+    for line in expected {
+        assert!(err.lines().any(|l| l == line), "missing line:\n{line}\nin:\n{err}");
+    }
+    assert!(err.ends_with(&format!("{}: 11 error(s); the configuration is invalid\n", f.path().display())), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let f = write(&format!("{BASE}{RULES}\n[tokens]\naudience = [\"x\"]\n"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error: tokens.audience: unknown key"), "{err}");
+}
+
+#[test]
+fn check_warns_about_a_missing_audience_check() {
+    let f = write(&format!("{BASE}{RULES}\n[tokens]\naudiences = []\n"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with(
+        "warning: tokens.audiences: is empty, so the \"aud\" claim of bearer tokens is not checked; any token of the issuer is accepted\n"
+    ));
+}
+
+#[test]
+fn environment_overrides_and_secret_files() {
+    let mut secret = tempfile::NamedTempFile::new().unwrap();
+    writeln!(secret, "from-a-file").unwrap();
+    let no_secret = BASE.replace("client_secret = \"s\"\n", "");
+    let f = write(&format!("{no_secret}{RULES}"));
+    let path = f.path().to_str().unwrap();
+
+    // Missing secret: invalid.
+    assert_eq!(run(&["check", "-c", path], &[]).status.code(), Some(1));
+    // From the environment, also a number-looking value.
+    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "12345")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // From a file named in the environment.
+    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET_FILE", secret.path().to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A bad override names the key.
+    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "x"), ("PORTCULLIS_SERVER__LISTEN", "bad")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error: server.listen: \"bad\" is not an address"), "{}", text(&out.stderr));
+    // Other PORTCULLIS_ variables (without a section) are not configuration.
+    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "x"), ("PORTCULLIS_CACHE", "/tmp")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // -c defaults to $PORTCULLIS_CONFIG.
+    let mut c = Command::new(BIN);
+    let out = c.args(["check"]).env("PORTCULLIS_CONFIG", path).env("PORTCULLIS_OIDC__CLIENT_SECRET", "x").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let out = run(&["check", "-c", "/nonexistent/gateway.toml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: configuration file /nonexistent/gateway.toml does not exist\n/nonexistent/gateway.toml: 1 error(s); the configuration is invalid\n"
+    );
+}
+
+#[test]
+fn explain_prints_the_rule_and_decision() {
+    let f = write(&format!("{BASE}{RULES}"));
+    let path = f.path().to_str().unwrap();
+    let mut claims = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        claims,
+        r#"{{"sub":"u1","preferred_username":"alice","scope":"openid test_api_access","resource_access":{{"gateway":{{"roles":["admin","user"]}}}}}}"#
+    )
+    .unwrap();
+    let claims_path = claims.path().to_str().unwrap();
+
+    let out = run(&["explain", "-c", path, "GET", "/api/public"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "request:  GET /api/public\npath:     /api/public\nidentity: none\nrule:     rule[0] \"/api/public\"\ndecision: allow (public)\n"
+    );
+
+    let out = run(&["explain", "-c", path, "get", "//admin/../admin/x"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stdout),
+        "request:  GET //admin/../admin/x\npath:     /admin/x\nidentity: none\nrule:     rule[2] \"/admin/**\"\ndecision: deny (unauthenticated, 401): no valid credential\n"
+    );
+
+    let out = run(&["explain", "-c", path, "POST", "/admin/x", "--claims", claims_path], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("identity: alice (roles: admin,user; scopes: openid test_api_access)\n"));
+    assert!(text(&out.stdout).ends_with("decision: allow (authorized)\n"));
+
+    let mut bob = tempfile::NamedTempFile::new().unwrap();
+    write!(bob, r#"{{"sub":"u2","scope":"openid"}}"#).unwrap();
+    let out = run(&["explain", "-c", path, "GET", "/api/private-scoped/x", "--claims", bob.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).ends_with(
+        "decision: deny (insufficient_scope, 403): missing scope(s); the rule requires test_api_access\n"
+    ));
+
+    let out = run(&["explain", "-c", path, "GET", "/a/%2F.."], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).contains("path:     refused (the path contains an encoded '/')\n"));
+
+    let out = run(&["explain", "-c", "/nonexistent.toml", "GET", "/"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["explain", "-c", path, "GET", "/", "--claims", "/nonexistent.json"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn serve_refuses_an_invalid_configuration() {
+    let f = write("[server]\nlisten = \"x\"\n");
+    let out = run(&["serve", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error: server.listen:"));
+}
+
+#[test]
+fn serve_exits_cleanly_on_sigterm() {
+    let f = write(&format!("{BASE}{RULES}"));
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c", f.path().to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it says it listens.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    loop {
+        let line = lines.next().expect("the gateway printed its address").unwrap();
+        if line.contains("portcullis is listening") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn help_is_available_on_every_command() {
+    for cmd in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["explain", "--help"]] {
+        let out = run(cmd, &[]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("Usage: portcullis"));
+    }
+}
