@@ -63,7 +63,9 @@ impl DenyReason {
     pub fn explain(&self) -> String {
         match self {
             DenyReason::Unauthenticated => "no valid credential".into(),
-            DenyReason::InsufficientScope { required } => format!("missing scope(s); the rule requires {}", required.join(" ")),
+            DenyReason::InsufficientScope { required } => {
+                format!("missing scope(s); the rule requires {}", required.join(" "))
+            }
             DenyReason::MissingRole(r) => format!("missing role {r:?}"),
             DenyReason::MissingAnyRole => "holds none of the rule's any_roles".into(),
             DenyReason::ClaimMismatch(c) => format!("claim {c:?} is missing or has another value"),
@@ -79,15 +81,28 @@ pub fn decide(rule: &Rule, identity: Option<&Identity>) -> Decision {
     let Some(id) = identity else {
         return Decision::Deny(DenyReason::Unauthenticated);
     };
-    if !rule.scopes.iter().all(|s| id.scopes.binary_search(s).is_ok()) {
+    if !rule
+        .scopes
+        .iter()
+        .all(|s| id.scopes.binary_search(s).is_ok())
+    {
         return Decision::Deny(DenyReason::InsufficientScope {
             required: rule.scopes.clone(),
         });
     }
-    if let Some(missing) = rule.roles.iter().find(|r| id.roles.binary_search(r).is_err()) {
+    if let Some(missing) = rule
+        .roles
+        .iter()
+        .find(|r| id.roles.binary_search(r).is_err())
+    {
         return Decision::Deny(DenyReason::MissingRole(missing.clone()));
     }
-    if !rule.any_roles.is_empty() && !rule.any_roles.iter().any(|r| id.roles.binary_search(r).is_ok()) {
+    if !rule.any_roles.is_empty()
+        && !rule
+            .any_roles
+            .iter()
+            .any(|r| id.roles.binary_search(r).is_ok())
+    {
         return Decision::Deny(DenyReason::MissingAnyRole);
     }
     for (path, want) in &rule.claims {

@@ -14,7 +14,12 @@ use crate::config::{self, Config, EnvOverrides, LogFormat};
 use crate::path;
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "An authenticating reverse proxy for OpenID Connect", propagate_version = true)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An authenticating reverse proxy for OpenID Connect",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +68,14 @@ pub fn run() -> ExitCode {
             path,
             token,
             claims,
-        } => explain(&config::resolve_path(c.config.as_deref(), &env), &env, &method, &path, token, claims),
+        } => explain(
+            &config::resolve_path(c.config.as_deref(), &env),
+            &env,
+            &method,
+            &path,
+            token,
+            claims,
+        ),
     }
 }
 
@@ -74,7 +86,11 @@ fn load_or_print(path: &std::path::Path, env: &EnvOverrides) -> Option<Config> {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("{}: {} error(s); the configuration is invalid", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} error(s); the configuration is invalid",
+                path.display(),
+                errors.0.len()
+            );
             None
         }
     }
@@ -98,8 +114,11 @@ fn check(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
 
 fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -114,7 +133,10 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -189,7 +211,10 @@ fn explain(
     };
     println!("path:     {path}");
     if crate::endpoints::route(&cfg.server.auth_prefix, path.as_str()).is_some() {
-        println!("rule:     none (reserved for the gateway's endpoints under {})", cfg.server.auth_prefix);
+        println!(
+            "rule:     none (reserved for the gateway's endpoints under {})",
+            cfg.server.auth_prefix
+        );
         println!("decision: handled by the gateway itself");
         return ExitCode::SUCCESS;
     }
@@ -207,8 +232,16 @@ fn explain(
         Some(id) => println!(
             "identity: {} (roles: {}; scopes: {})",
             id.user(),
-            if id.roles.is_empty() { "-".into() } else { id.roles.join(",") },
-            if id.scopes.is_empty() { "-".into() } else { id.scopes.join(" ") }
+            if id.roles.is_empty() {
+                "-".into()
+            } else {
+                id.roles.join(",")
+            },
+            if id.scopes.is_empty() {
+                "-".into()
+            } else {
+                id.scopes.join(" ")
+            }
         ),
     }
 
@@ -236,7 +269,11 @@ fn explain(
                     authz::DenyReason::Unauthenticated => 401,
                     _ => 403,
                 };
-                println!("decision: deny ({}, {status}): {}", reason.code(), reason.explain());
+                println!(
+                    "decision: deny ({}, {status}): {}",
+                    reason.code(),
+                    reason.explain()
+                );
                 return ExitCode::from(3);
             }
         }
@@ -250,16 +287,23 @@ fn explain(
     ExitCode::SUCCESS
 }
 
-fn identity_for(cfg: &Config, token: Option<String>, claims: Option<PathBuf>) -> Result<Option<Identity>, String> {
+fn identity_for(
+    cfg: &Config,
+    token: Option<String>,
+    claims: Option<PathBuf>,
+) -> Result<Option<Identity>, String> {
     if let Some(file) = claims {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let map: Map<String, Value> =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not a JSON object of claims: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let map: Map<String, Value> = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a JSON object of claims: {e}", file.display()))?;
         return Ok(Some(Identity::from_claims(map, &cfg.tokens)));
     }
     let Some(token) = token else { return Ok(None) };
     let validator = crate::auth::bearer::BearerValidator::new(&cfg.oidc, &cfg.tokens);
-    let claims = validator.check_offline(&token).map_err(|e| format!("refused: {e}"))?;
+    let claims = validator
+        .check_offline(&token)
+        .map_err(|e| format!("refused: {e}"))?;
     println!("token:    signature not verified (offline); iss, aud, exp and nbf checked");
     Ok(Some(Identity::from_claims(claims, &cfg.tokens)))
 }

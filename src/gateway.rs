@@ -49,7 +49,11 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
         let metrics = Arc::new(Metrics::new());
-        let jwks = JwksCache::new(config.oidc.issuer.clone(), ProviderClient::new(), metrics.clone());
+        let jwks = JwksCache::new(
+            config.oidc.issuer.clone(),
+            ProviderClient::new(),
+            metrics.clone(),
+        );
         let runtime = Runtime::new(config)?;
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),

@@ -39,28 +39,63 @@ pub struct Metrics {
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter()
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by decision and response status", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by decision and response status",
+            requests.clone(),
+        );
         let latency = Histogram::new(buckets());
-        registry.register("request_duration_seconds", "Time from request head to response head", latency.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head",
+            latency.clone(),
+        );
         let upstream_latency = Histogram::new(buckets());
-        registry.register("upstream_duration_seconds", "Time the upstream took to answer", upstream_latency.clone());
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the upstream took to answer",
+            upstream_latency.clone(),
+        );
         let upstream_errors = Family::<KindLabel, Counter>::default();
-        registry.register("upstream_errors", "Upstream failures by kind (connect, timeout, io)", upstream_errors.clone());
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind (connect, timeout, io)",
+            upstream_errors.clone(),
+        );
         let jwks_fetches = Family::<ResultLabel, Counter>::default();
-        registry.register("jwks_fetches", "Fetches of the provider's JWKS by result", jwks_fetches.clone());
+        registry.register(
+            "jwks_fetches",
+            "Fetches of the provider's JWKS by result",
+            jwks_fetches.clone(),
+        );
         let token_cache = Family::<ResultLabel, Counter>::default();
-        registry.register("token_cache", "Verified-token cache look-ups by result (hit, miss)", token_cache.clone());
+        registry.register(
+            "token_cache",
+            "Verified-token cache look-ups by result (hit, miss)",
+            token_cache.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register("config_reloads", "Configuration reloads by result", reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
         let config_hash = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        registry.register("config_hash", "Hash of the loaded configuration (changes when it changes)", config_hash.clone());
+        registry.register(
+            "config_hash",
+            "Hash of the loaded configuration (changes when it changes)",
+            config_hash.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -75,7 +110,9 @@ impl Metrics {
     }
 
     pub fn request(&self, decision: &'static str, status: u16, took: Duration) {
-        self.requests.get_or_create(&RequestLabels { decision, status }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { decision, status })
+            .inc();
         self.latency.observe(took.as_secs_f64());
     }
 
@@ -84,17 +121,23 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, kind: &'static str) {
-        self.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     pub fn jwks_fetch(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
-        self.jwks_fetches.get_or_create(&ResultLabel { result }).inc();
+        self.jwks_fetches
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     pub fn token_cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
-        self.token_cache.get_or_create(&ResultLabel { result }).inc();
+        self.token_cache
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     pub fn reload(&self, ok: bool, hash: u64) {

@@ -68,7 +68,9 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
         Ok(resp) => resp,
         Err(denial) => {
             ctx.reason = denial.reason();
-            if let Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken = denial {
+            if let Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken =
+                denial
+            {
                 gw.metrics.upstream_error(match denial {
                     Denial::UpstreamConnect => "connect",
                     Denial::UpstreamTimeout => "timeout",
@@ -96,15 +98,30 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
     resp
 }
 
-async fn run(gw: &Gateway, rt: &Runtime, ctx: &mut RequestContext, req: Request<Incoming>) -> Result<Response<Body>, Denial> {
-    let path = path::normalize(req.uri().path(), rt.config.server.allow_path_params).map_err(Denial::BadPath)?;
+async fn run(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Denial> {
+    let path = path::normalize(req.uri().path(), rt.config.server.allow_path_params)
+        .map_err(Denial::BadPath)?;
     ctx.path = Some(path.as_str().to_owned());
 
     if let Some(endpoint) = endpoints::route(&rt.config.server.auth_prefix, path.as_str()) {
         return endpoints::handle(endpoint, gw, rt, ctx, req).await;
     }
 
-    let identity = authorize(gw, rt, ctx, req.method(), &path, req.uri().query(), req.headers()).await?;
+    let identity = authorize(
+        gw,
+        rt,
+        ctx,
+        req.method(),
+        &path,
+        req.uri().query(),
+        req.headers(),
+    )
+    .await?;
     forward(gw, rt, ctx, req, &path, identity).await
 }
 
@@ -186,7 +203,9 @@ pub async fn authorize(
                 }
                 return Err(match reason {
                     DenyReason::Unauthenticated => Denial::Unauthenticated,
-                    DenyReason::InsufficientScope { required } => Denial::InsufficientScope { required },
+                    DenyReason::InsufficientScope { required } => {
+                        Denial::InsufficientScope { required }
+                    }
                     other => Denial::Forbidden(other.code()),
                 });
             }
@@ -197,16 +216,24 @@ pub async fn authorize(
 }
 
 /// Authenticates the request's credential. `Ok(None)` = no credential.
-pub async fn authenticate(gw: &Gateway, rt: &Runtime, headers: &HeaderMap) -> Result<Option<Identity>, Denial> {
+pub async fn authenticate(
+    gw: &Gateway,
+    rt: &Runtime,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, Denial> {
     match auth::extract(headers).map_err(|_| Denial::AmbiguousCredentials)? {
         Credential::Bearer(token) => {
-            let claims = rt.bearer.validate(token, &gw.jwks).await.map_err(|e| match e {
-                auth::bearer::TokenError::KeysUnavailable => Denial::ProviderUnavailable,
-                e => {
-                    tracing::debug!(reason = %e, "bearer token refused");
-                    Denial::InvalidToken(e)
-                }
-            })?;
+            let claims = rt
+                .bearer
+                .validate(token, &gw.jwks)
+                .await
+                .map_err(|e| match e {
+                    auth::bearer::TokenError::KeysUnavailable => Denial::ProviderUnavailable,
+                    e => {
+                        tracing::debug!(reason = %e, "bearer token refused");
+                        Denial::InvalidToken(e)
+                    }
+                })?;
             let mut id = Identity::from_claims(claims, &rt.config.tokens);
             id.access_token = Some(token.to_owned());
             id.from_bearer = true;
@@ -248,7 +275,13 @@ async fn forward(
     }
     let peer = ctx.conn.peer.ip();
     let trusted = forwarded::is_trusted(&rt.config.server.trusted_proxies, peer);
-    forwarded::apply(h, peer, trusted, if ctx.conn.tls { "https" } else { "http" }, None);
+    forwarded::apply(
+        h,
+        peer,
+        trusted,
+        if ctx.conn.tls { "https" } else { "http" },
+        None,
+    );
     if let Some(id) = &identity {
         rt.headers.set_identity(h, id);
     }
@@ -262,11 +295,15 @@ async fn forward(
         .ok_or(Denial::BadRequest("the request target cannot be forwarded"))?;
     parts.version = Version::HTTP_11;
 
-    let (mut resp, took) = rt.upstream.send(Request::from_parts(parts, body)).await.map_err(|e| match e {
-        crate::forward::upstream::UpstreamError::Connect => Denial::UpstreamConnect,
-        crate::forward::upstream::UpstreamError::Timeout => Denial::UpstreamTimeout,
-        crate::forward::upstream::UpstreamError::Io => Denial::UpstreamBroken,
-    })?;
+    let (mut resp, took) = rt
+        .upstream
+        .send(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| match e {
+            crate::forward::upstream::UpstreamError::Connect => Denial::UpstreamConnect,
+            crate::forward::upstream::UpstreamError::Timeout => Denial::UpstreamTimeout,
+            crate::forward::upstream::UpstreamError::Io => Denial::UpstreamBroken,
+        })?;
     ctx.upstream_time = Some(took);
     gw.metrics.upstream(took);
 
@@ -281,7 +318,8 @@ async fn forward(
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(error = %e, "websocket tunnel closed with an error");
                     }
                 }

@@ -48,7 +48,9 @@ pub enum Denial {
     /// A bearer token that failed validation.
     InvalidToken(TokenError),
     /// Valid token without the rule's scopes.
-    InsufficientScope { required: Vec<String> },
+    InsufficientScope {
+        required: Vec<String>,
+    },
     /// Valid credential without a role or claim the rule needs.
     Forbidden(&'static str),
     /// A caller the endpoint does not serve (forward-auth outside `trusted_proxies`).
@@ -89,7 +91,9 @@ impl Denial {
 
     pub fn fault(&self) -> Fault {
         match self {
-            Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken => Fault::Upstream,
+            Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken => {
+                Fault::Upstream
+            }
             Denial::ProviderUnavailable => Fault::Provider,
             _ => Fault::Client,
         }
@@ -99,18 +103,45 @@ impl Denial {
     fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
         const REALM: &str = "Bearer realm=\"portcullis\"";
         match self {
-            Denial::BadPath(why) => (StatusCode::BAD_REQUEST, "invalid_request", format!("malformed path: {why}"), None),
-            Denial::AmbiguousCredentials => (StatusCode::BAD_REQUEST, "invalid_request", "more than one Authorization header".into(), None),
-            Denial::BadRequest(why) => (StatusCode::BAD_REQUEST, "invalid_request", (*why).into(), None),
-            Denial::NoRule => (StatusCode::FORBIDDEN, "access_denied", "no rule allows this request".into(), None),
-            Denial::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized", "authentication required".into(), Some(REALM.into())),
+            Denial::BadPath(why) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("malformed path: {why}"),
+                None,
+            ),
+            Denial::AmbiguousCredentials => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "more than one Authorization header".into(),
+                None,
+            ),
+            Denial::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                (*why).into(),
+                None,
+            ),
+            Denial::NoRule => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "no rule allows this request".into(),
+                None,
+            ),
+            Denial::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "authentication required".into(),
+                Some(REALM.into()),
+            ),
             Denial::InvalidToken(e) => {
                 let desc = e.to_string();
                 (
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
                     desc.clone(),
-                    Some(format!("{REALM}, error=\"invalid_token\", error_description=\"{desc}\"")),
+                    Some(format!(
+                        "{REALM}, error=\"invalid_token\", error_description=\"{desc}\""
+                    )),
                 )
             }
             Denial::InsufficientScope { required } => {
@@ -119,22 +150,59 @@ impl Denial {
                     StatusCode::FORBIDDEN,
                     "insufficient_scope",
                     format!("the token lacks a required scope ({scope})"),
-                    Some(format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\"")),
+                    Some(format!(
+                        "{REALM}, error=\"insufficient_scope\", scope=\"{scope}\""
+                    )),
                 )
             }
-            Denial::Forbidden(_) => (StatusCode::FORBIDDEN, "access_denied", "you are not allowed to access this resource".into(), None),
-            Denial::UntrustedCaller => (StatusCode::FORBIDDEN, "access_denied", "this endpoint only serves trusted proxies".into(), None),
+            Denial::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "you are not allowed to access this resource".into(),
+                None,
+            ),
+            Denial::UntrustedCaller => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this endpoint only serves trusted proxies".into(),
+                None,
+            ),
             Denial::ProviderUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the identity provider cannot be reached yet; try again shortly".into(),
                 None,
             ),
-            Denial::UpstreamConnect => (StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream service is unavailable".into(), None),
-            Denial::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "the upstream service did not answer in time".into(), None),
-            Denial::UpstreamBroken => (StatusCode::BAD_GATEWAY, "bad_gateway", "the upstream connection failed".into(), None),
-            Denial::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint".into(), None),
-            Denial::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here".into(), None),
+            Denial::UpstreamConnect => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream service is unavailable".into(),
+                None,
+            ),
+            Denial::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream service did not answer in time".into(),
+                None,
+            ),
+            Denial::UpstreamBroken => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream connection failed".into(),
+                None,
+            ),
+            Denial::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+                None,
+            ),
+            Denial::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here".into(),
+                None,
+            ),
         }
     }
 
@@ -155,7 +223,10 @@ impl Denial {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         if let Some(w) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
             h.insert(header::WWW_AUTHENTICATE, w);
         }
@@ -186,7 +257,11 @@ pub fn escape_html(s: &str) -> String {
 
 /// A small self-contained page. `extra_html` must already be escaped.
 pub fn html_page(status: StatusCode, message: &str, extra_html: Option<&str>) -> String {
-    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
 <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}\

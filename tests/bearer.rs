@@ -2,6 +2,8 @@
 //! a token can be wrong, key rotation and provider outages. A denied request must never
 //! reach the upstream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -15,7 +17,10 @@ const REALM: &str = "Bearer realm=\"portcullis\"";
 fn assert_invalid_token(r: &support::RawResponse, desc: &str) {
     assert_eq!(r.status, 401, "{}", r.body);
     let www = r.header("www-authenticate").expect("WWW-Authenticate");
-    assert_eq!(www, format!("{REALM}, error=\"invalid_token\", error_description=\"{desc}\""));
+    assert_eq!(
+        www,
+        format!("{REALM}, error=\"invalid_token\", error_description=\"{desc}\"")
+    );
     assert_eq!(r.json()["error"], "invalid_token");
     assert_eq!(r.json()["error_description"], desc);
 }
@@ -31,7 +36,11 @@ async fn tutorial_endpoints() {
     assert_eq!(r.seen().target, "/api/public");
     assert_eq!(r.seen().header("x-auth-subject"), None);
     let r = h.get_bearer("/api/public", &plain).await;
-    assert_eq!(r.seen().header("x-auth-subject"), Some("svc-1"), "public rules still get identity headers");
+    assert_eq!(
+        r.seen().header("x-auth-subject"),
+        Some("svc-1"),
+        "public rules still get identity headers"
+    );
 
     // Private: any valid token.
     let before = h.upstream.count();
@@ -39,13 +48,21 @@ async fn tutorial_endpoints() {
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some(REALM));
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(h.upstream.count(), before, "a denial never reaches the upstream");
+    assert_eq!(
+        h.upstream.count(),
+        before,
+        "a denial never reaches the upstream"
+    );
     let r = h.get_bearer("/api/private", &plain).await;
     let seen = r.seen();
     assert_eq!(seen.header("x-auth-subject"), Some("svc-1"));
     assert_eq!(seen.header("x-auth-user"), Some("svc-1"));
     assert_eq!(seen.header("x-auth-scopes"), Some("email profile"));
-    assert_eq!(seen.header("authorization"), Some(format!("Bearer {plain}").as_str()), "passed on unchanged");
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {plain}").as_str()),
+        "passed on unchanged"
+    );
 
     // Scoped: needs test_api_access.
     let before = h.upstream.count();
@@ -53,14 +70,22 @@ async fn tutorial_endpoints() {
     assert_eq!(r.status, 403);
     assert_eq!(
         r.header("www-authenticate"),
-        Some("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"test_api_access\"")
+        Some(
+            "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"test_api_access\""
+        )
     );
     assert_eq!(r.json()["error"], "insufficient_scope");
     assert_eq!(h.upstream.count(), before);
     let r = h.get_bearer("/api/private-scoped", &scoped).await;
     assert_eq!(r.seen().target, "/api/private-scoped");
-    let r = h.get_bearer("/api/private-scoped/items?page=2&x=%2F", &scoped).await;
-    assert_eq!(r.seen().target, "/api/private-scoped/items?page=2&x=%2F", "query untouched");
+    let r = h
+        .get_bearer("/api/private-scoped/items?page=2&x=%2F", &scoped)
+        .await;
+    assert_eq!(
+        r.seen().target,
+        "/api/private-scoped/items?page=2&x=%2F",
+        "query untouched"
+    );
 
     // Two scopes: all required.
     let r = h.get_bearer("/api/two-scopes", &scoped).await;
@@ -74,7 +99,12 @@ async fn tutorial_endpoints() {
     // `scp` works too.
     let mut c = h.idp.claims("svc-2", "gateway", "");
     c["scp"] = json!(["test_api_access", "write"]);
-    assert_eq!(h.get_bearer("/api/two-scopes", &h.idp.mint(&c)).await.status, 200);
+    assert_eq!(
+        h.get_bearer("/api/two-scopes", &h.idp.mint(&c))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -84,12 +114,16 @@ async fn roles_come_from_keycloak_claims() {
     c["preferred_username"] = json!("alice");
     c["email"] = json!("alice@example.com");
     c["realm_access"] = json!({"roles": ["user", "offline_access"]});
-    c["resource_access"] = json!({"gateway": {"roles": ["admin", "user"]}, "other": {"roles": ["admin2"]}});
+    c["resource_access"] =
+        json!({"gateway": {"roles": ["admin", "user"]}, "other": {"roles": ["admin2"]}});
     let alice = h.idp.mint(&c);
     let seen = h.get_bearer("/admin/users", &alice).await.seen();
     assert_eq!(seen.header("x-auth-user"), Some("alice"));
     assert_eq!(seen.header("x-auth-email"), Some("alice@example.com"));
-    assert_eq!(seen.header("x-auth-roles"), Some("admin,offline_access,user"));
+    assert_eq!(
+        seen.header("x-auth-roles"),
+        Some("admin,offline_access,user")
+    );
 
     let mut c = h.idp.claims("bob-id", "gateway", "openid");
     c["resource_access"] = json!({"gateway": {"roles": ["user"]}, "other": {"roles": ["admin"]}});
@@ -110,38 +144,68 @@ async fn every_kind_of_bad_token_is_refused() {
 
     let mut expired = base.clone();
     expired["exp"] = json!(t - 120);
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&expired)).await, "the token has expired");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&expired)).await,
+        "the token has expired",
+    );
 
     // Within the 30 s leeway an expired token still passes.
     let mut barely = base.clone();
     barely["exp"] = json!(t - 5);
-    assert_eq!(h.get_bearer("/api/private", &h.idp.mint(&barely)).await.status, 200);
+    assert_eq!(
+        h.get_bearer("/api/private", &h.idp.mint(&barely))
+            .await
+            .status,
+        200
+    );
 
     let mut future = base.clone();
     future["nbf"] = json!(t + 600);
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&future)).await, "the token is not valid yet");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&future)).await,
+        "the token is not valid yet",
+    );
 
     let mut issuer = base.clone();
     issuer["iss"] = json!("http://127.0.0.1:1/realms/other");
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&issuer)).await, "the token was issued by another issuer");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&issuer)).await,
+        "the token was issued by another issuer",
+    );
 
     let mut aud = base.clone();
     aud["aud"] = json!(["account", "other"]);
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&aud)).await, "the token is not meant for this audience");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&aud)).await,
+        "the token is not meant for this audience",
+    );
     let mut aud_list = base.clone();
     aud_list["aud"] = json!(["account", "gateway"]);
-    assert_eq!(h.get_bearer("/api/private", &h.idp.mint(&aud_list)).await.status, 200);
+    assert_eq!(
+        h.get_bearer("/api/private", &h.idp.mint(&aud_list))
+            .await
+            .status,
+        200
+    );
 
     let mut no_exp = base.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&no_exp)).await, "the token lacks a required claim");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&no_exp)).await,
+        "the token lacks a required claim",
+    );
 
     // Signed by another key that claims the provider's kid.
-    let forger = tokio::task::spawn_blocking(|| SigningKey::generate("key-1")).await.unwrap();
+    let forger = tokio::task::spawn_blocking(|| SigningKey::generate("key-1"))
+        .await
+        .unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("key-1".into());
     let forged = h.idp.mint_with(&header, &base, &forger.encoding);
-    assert_invalid_token(&h.get_bearer("/api/private", &forged).await, "the token's signature is invalid");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &forged).await,
+        "the token's signature is invalid",
+    );
 
     // A tampered payload.
     let good = h.idp.mint(&base);
@@ -151,7 +215,10 @@ async fn every_kind_of_bad_token_is_refused() {
     use base64::Engine;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(evil.to_string());
     let tampered = format!("{}.{}.{}", parts[0], payload, parts[2]);
-    assert_invalid_token(&h.get_bearer("/api/private", &tampered).await, "the token's signature is invalid");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &tampered).await,
+        "the token's signature is invalid",
+    );
 
     // alg: none.
     assert_invalid_token(
@@ -163,40 +230,69 @@ async fn every_kind_of_bad_token_is_refused() {
     let key = h.idp.current_key();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some(key.kid.clone());
-    let confused = h.idp.mint_with(&hs, &base, &EncodingKey::from_secret(key.public_pem.as_bytes()));
-    assert_invalid_token(&h.get_bearer("/api/private", &confused).await, "the token's signing algorithm is not accepted");
+    let confused = h.idp.mint_with(
+        &hs,
+        &base,
+        &EncodingKey::from_secret(key.public_pem.as_bytes()),
+    );
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &confused).await,
+        "the token's signing algorithm is not accepted",
+    );
 
     // RS384 is not on the default allow-list.
     let mut rs384 = Header::new(Algorithm::RS384);
     rs384.kid = Some(key.kid.clone());
     let t384 = h.idp.mint_with(&rs384, &base, &key.encoding);
-    assert_invalid_token(&h.get_bearer("/api/private", &t384).await, "the token's signing algorithm is not accepted");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &t384).await,
+        "the token's signing algorithm is not accepted",
+    );
 
     // Unknown kid.
     let mut unknown = Header::new(Algorithm::RS256);
     unknown.kid = Some("no-such-key".into());
     let t = h.idp.mint_with(&unknown, &base, &key.encoding);
-    assert_invalid_token(&h.get_bearer("/api/private", &t).await, "the token was signed by an unknown key");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &t).await,
+        "the token was signed by an unknown key",
+    );
 
     // An ID token (Keycloak marks them typ "ID").
     let mut id = base.clone();
     id["typ"] = json!("ID");
-    assert_invalid_token(&h.get_bearer("/api/private", &h.idp.mint(&id)).await, "an ID or refresh token is not an access token");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &h.idp.mint(&id)).await,
+        "an ID or refresh token is not an access token",
+    );
 
     // A JOSE typ other than JWT / at+jwt.
     let mut typed = Header::new(Algorithm::RS256);
     typed.kid = Some(key.kid.clone());
     typed.typ = Some("logout+jwt".into());
     let t = h.idp.mint_with(&typed, &base, &key.encoding);
-    assert_invalid_token(&h.get_bearer("/api/private", &t).await, "the token's type is not an access token");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &t).await,
+        "the token's type is not an access token",
+    );
     let mut at = Header::new(Algorithm::RS256);
     at.kid = Some(key.kid.clone());
     at.typ = Some("at+jwt".into());
-    assert_eq!(h.get_bearer("/api/private", &h.idp.mint_with(&at, &base, &key.encoding)).await.status, 200);
+    assert_eq!(
+        h.get_bearer("/api/private", &h.idp.mint_with(&at, &base, &key.encoding))
+            .await
+            .status,
+        200
+    );
 
     // Garbage.
     for junk in ["", "abc", "a.b.c", "....", "eyJhbGciOiJSUzI1NiJ9.e30.AAAA"] {
-        let r = h.get("/api/private", &[("Authorization", &format!("Bearer {junk}"))]).await;
+        let r = h
+            .get(
+                "/api/private",
+                &[("Authorization", &format!("Bearer {junk}"))],
+            )
+            .await;
         assert_eq!(r.status, 401, "{junk:?}: {}", r.body);
     }
 
@@ -218,7 +314,12 @@ async fn two_authorization_headers_are_a_bad_request() {
     let h = Harness::start().await;
     let t = h.token("svc", "");
     let auth = format!("Bearer {t}");
-    let r = h.get("/api/private", &[("Authorization", &auth), ("Authorization", &auth)]).await;
+    let r = h
+        .get(
+            "/api/private",
+            &[("Authorization", &auth), ("Authorization", &auth)],
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(h.upstream.count(), 0);
 }
@@ -245,7 +346,13 @@ async fn rotated_keys_are_picked_up_and_random_kids_cause_no_fetch_storm() {
         let token = h.idp.mint_with(&header, &claims, &key.encoding);
         let addr = h.addr();
         tasks.push(tokio::spawn(async move {
-            support::get(addr, "/api/private", &[("Authorization", &format!("Bearer {token}"))]).await.status
+            support::get(
+                addr,
+                "/api/private",
+                &[("Authorization", &format!("Bearer {token}"))],
+            )
+            .await
+            .status
         }));
     }
     for t in tasks {
@@ -265,9 +372,16 @@ async fn keys_survive_a_failed_refresh() {
     let h = Harness::start().await;
     let t = h.token("svc", "");
     h.idp.set_available(false);
-    h.gw.gateway.jwks.refresh().await.expect_err("the provider is down");
+    h.gw.gateway
+        .jwks
+        .refresh()
+        .await
+        .expect_err("the provider is down");
     assert_eq!(h.get_bearer("/api/private", &t).await.status, 200);
-    assert_eq!(support::get(h.gw.admin_addr, "/readyz", &[]).await.status, 200);
+    assert_eq!(
+        support::get(h.gw.admin_addr, "/readyz", &[]).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -276,12 +390,25 @@ async fn provider_down_at_start_means_503_until_it_comes_back() {
     let upstream = portcullis::testing::EchoUpstream::start().await;
     idp.set_available(false);
     let toml = support::config_toml(&idp.issuer(), &upstream.url(), support::TUTORIAL_RULES);
-    let gw = portcullis::server::start(support::load(&toml)).await.expect("starts without the provider");
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts without the provider");
     let t = idp.mint(&idp.claims("svc", "gateway", ""));
 
-    assert_eq!(support::get(gw.admin_addr, "/healthz", &[]).await.status, 200);
-    assert_eq!(support::get(gw.admin_addr, "/readyz", &[]).await.status, 503);
-    let r = support::get(gw.addr, "/api/private", &[("Authorization", &format!("Bearer {t}"))]).await;
+    assert_eq!(
+        support::get(gw.admin_addr, "/healthz", &[]).await.status,
+        200
+    );
+    assert_eq!(
+        support::get(gw.admin_addr, "/readyz", &[]).await.status,
+        503
+    );
+    let r = support::get(
+        gw.addr,
+        "/api/private",
+        &[("Authorization", &format!("Bearer {t}"))],
+    )
+    .await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
     // Public routes still work.

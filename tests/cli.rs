@@ -65,9 +65,22 @@ fn check_accepts_a_valid_file_and_the_example_config() {
     let f = write(&format!("{BASE}{RULES}"));
     let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{}: configuration is valid (4 rule(s), 0 warning(s))\n", f.path().display()));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: configuration is valid (4 rule(s), 0 warning(s))\n",
+            f.path().display()
+        )
+    );
 
-    let out = run(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")], &[]);
+    let out = run(
+        &[
+            "check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -121,9 +134,18 @@ path = "/a/**"
         "error: session.secret: must be at least 32 bytes long",
     ];
     for line in expected {
-        assert!(err.lines().any(|l| l == line), "missing line:\n{line}\nin:\n{err}");
+        assert!(
+            err.lines().any(|l| l == line),
+            "missing line:\n{line}\nin:\n{err}"
+        );
     }
-    assert!(err.ends_with(&format!("{}: 11 error(s); the configuration is invalid\n", f.path().display())), "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "{}: 11 error(s); the configuration is invalid\n",
+            f.path().display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,7 +154,10 @@ fn unknown_keys_are_errors() {
     let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.starts_with("error: tokens.audience: unknown key"), "{err}");
+    assert!(
+        err.starts_with("error: tokens.audience: unknown key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,21 +181,51 @@ fn environment_overrides_and_secret_files() {
     // Missing secret: invalid.
     assert_eq!(run(&["check", "-c", path], &[]).status.code(), Some(1));
     // From the environment, also a number-looking value.
-    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "12345")]);
+    let out = run(
+        &["check", "-c", path],
+        &[("PORTCULLIS_OIDC__CLIENT_SECRET", "12345")],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // From a file named in the environment.
-    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET_FILE", secret.path().to_str().unwrap())]);
+    let out = run(
+        &["check", "-c", path],
+        &[(
+            "PORTCULLIS_OIDC__CLIENT_SECRET_FILE",
+            secret.path().to_str().unwrap(),
+        )],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // A bad override names the key.
-    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "x"), ("PORTCULLIS_SERVER__LISTEN", "bad")]);
+    let out = run(
+        &["check", "-c", path],
+        &[
+            ("PORTCULLIS_OIDC__CLIENT_SECRET", "x"),
+            ("PORTCULLIS_SERVER__LISTEN", "bad"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("error: server.listen: \"bad\" is not an address"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: server.listen: \"bad\" is not an address"),
+        "{}",
+        text(&out.stderr)
+    );
     // Other PORTCULLIS_ variables (without a section) are not configuration.
-    let out = run(&["check", "-c", path], &[("PORTCULLIS_OIDC__CLIENT_SECRET", "x"), ("PORTCULLIS_CACHE", "/tmp")]);
+    let out = run(
+        &["check", "-c", path],
+        &[
+            ("PORTCULLIS_OIDC__CLIENT_SECRET", "x"),
+            ("PORTCULLIS_CACHE", "/tmp"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // -c defaults to $PORTCULLIS_CONFIG.
     let mut c = Command::new(BIN);
-    let out = c.args(["check"]).env("PORTCULLIS_CONFIG", path).env("PORTCULLIS_OIDC__CLIENT_SECRET", "x").output().unwrap();
+    let out = c
+        .args(["check"])
+        .env("PORTCULLIS_CONFIG", path)
+        .env("PORTCULLIS_OIDC__CLIENT_SECRET", "x")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -210,14 +265,37 @@ fn explain_prints_the_rule_and_decision() {
         "request:  GET //admin/../admin/x\npath:     /admin/x\nidentity: none\nrule:     rule[2] \"/admin/**\"\ndecision: deny (unauthenticated, 401): no valid credential\n"
     );
 
-    let out = run(&["explain", "-c", path, "POST", "/admin/x", "--claims", claims_path], &[]);
+    let out = run(
+        &[
+            "explain",
+            "-c",
+            path,
+            "POST",
+            "/admin/x",
+            "--claims",
+            claims_path,
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("identity: alice (roles: admin,user; scopes: openid test_api_access)\n"));
+    assert!(text(&out.stdout)
+        .contains("identity: alice (roles: admin,user; scopes: openid test_api_access)\n"));
     assert!(text(&out.stdout).ends_with("decision: allow (authorized)\n"));
 
     let mut bob = tempfile::NamedTempFile::new().unwrap();
     write!(bob, r#"{{"sub":"u2","scope":"openid"}}"#).unwrap();
-    let out = run(&["explain", "-c", path, "GET", "/api/private-scoped/x", "--claims", bob.path().to_str().unwrap()], &[]);
+    let out = run(
+        &[
+            "explain",
+            "-c",
+            path,
+            "GET",
+            "/api/private-scoped/x",
+            "--claims",
+            bob.path().to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stdout).ends_with(
         "decision: deny (insufficient_scope, 403): missing scope(s); the rule requires test_api_access\n"
@@ -229,7 +307,18 @@ fn explain_prints_the_rule_and_decision() {
 
     let out = run(&["explain", "-c", "/nonexistent.toml", "GET", "/"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    let out = run(&["explain", "-c", path, "GET", "/", "--claims", "/nonexistent.json"], &[]);
+    let out = run(
+        &[
+            "explain",
+            "-c",
+            path,
+            "GET",
+            "/",
+            "--claims",
+            "/nonexistent.json",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3));
 }
 
@@ -254,20 +343,32 @@ fn serve_exits_cleanly_on_sigterm() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     loop {
-        let line = lines.next().expect("the gateway printed its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the gateway printed its address")
+            .unwrap();
         if line.contains("portcullis is listening") {
             break;
         }
     }
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn help_is_available_on_every_command() {
-    for cmd in [&["--help"][..], &["serve", "--help"], &["check", "--help"], &["explain", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["check", "--help"],
+        &["explain", "--help"],
+    ] {
         let out = run(cmd, &[]);
         assert_eq!(out.status.code(), Some(0));
         assert!(text(&out.stdout).contains("Usage: portcullis"));

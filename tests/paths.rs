@@ -1,6 +1,8 @@
 //! Path normalization as the upstream experiences it: what is judged is what is forwarded,
 //! and malformed paths are refused with 400 before anything is forwarded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use support::Harness;
@@ -10,7 +12,15 @@ async fn normalized_paths_are_judged_and_forwarded() {
     let h = Harness::start().await;
     // Each of these is /admin/... in disguise: without a token it must be 401 (the admin
     // rule, via the catch-all for authentication), never reach the upstream.
-    for p in ["//admin", "/a/../admin", "/%61dmin", "/public/../admin", "/public/%2e%2e/admin", "///admin//x", "/./admin"] {
+    for p in [
+        "//admin",
+        "/a/../admin",
+        "/%61dmin",
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "///admin//x",
+        "/./admin",
+    ] {
         let r = h.get(p, &[]).await;
         assert_eq!(r.status, 401, "{p}: {}", r.body);
     }
@@ -53,7 +63,11 @@ async fn malformed_paths_are_refused_with_400() {
     }
     // A literal backslash (hyper may refuse it itself; either way it is a 400).
     let addr = h.addr();
-    let r = support::raw(addr, b"GET /public\\..\\admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let r = support::raw(
+        addr,
+        b"GET /public\\..\\admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(h.upstream.count(), 0, "no malformed path was forwarded");
 }
@@ -67,8 +81,10 @@ case_insensitive_paths = true
     // The [server] table is already in the base config; merge by replacing.
     let h = Harness::start().await;
     let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
-        .replace("[server]\n", &format!("{}", rules.trim_start()));
-    let gw = portcullis::server::start(support::load(&toml)).await.expect("starts");
+        .replace("[server]\n", rules.trim_start());
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts");
     assert_eq!(support::get(gw.addr, "/ADMIN/x", &[]).await.status, 401);
     // Case-sensitive by default: /ADMIN is not /admin, so the catch-all decides.
     assert_eq!(h.get("/API/PUBLIC", &[]).await.status, 401);
@@ -102,7 +118,12 @@ access = "public"
 "#,
     )
     .await;
-    let r = h.get("/other?x=%3Cscript%3E", &[("Accept", "text/html,application/xhtml+xml")]).await;
+    let r = h
+        .get(
+            "/other?x=%3Cscript%3E",
+            &[("Accept", "text/html,application/xhtml+xml")],
+        )
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(r.body.contains("<h1>403 Forbidden</h1>"));

@@ -1,5 +1,7 @@
 //! Proxy mechanics: upstream failures, timeouts, limits, streaming, WebSocket, shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -16,8 +18,14 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let toml = support::config_toml(&h.idp.issuer(), &format!("http://{closed}"), support::TUTORIAL_RULES);
-    let gw = portcullis::server::start(support::load(&toml)).await.expect("starts");
+    let toml = support::config_toml(
+        &h.idp.issuer(),
+        &format!("http://{closed}"),
+        support::TUTORIAL_RULES,
+    );
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts");
     let r = support::get(gw.addr, "/api/public", &[]).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"], "bad_gateway");
@@ -27,7 +35,10 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["error"], "gateway_timeout");
     let metrics = support::get(h.gw.admin_addr, "/metrics", &[]).await.body;
-    assert!(metrics.contains("portcullis_upstream_errors_total{kind=\"timeout\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("portcullis_upstream_errors_total{kind=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -44,16 +55,26 @@ async fn a_slow_request_head_is_cut_off() {
     let toml_extra = format!("{}\n", support::TUTORIAL_RULES);
     let h = Harness::with(&toml_extra).await;
     let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
-        .replace("shutdown_grace = \"2s\"", "shutdown_grace = \"2s\"\nheader_read_timeout = \"300ms\"");
-    let gw = portcullis::server::start(support::load(&toml)).await.expect("starts");
+        .replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\nheader_read_timeout = \"300ms\"",
+        );
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts");
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /api/public HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"GET /api/public HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     // Never finish the head: the server must answer or close by itself.
     let mut buf = Vec::new();
     let done = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(done.is_ok(), "the connection was kept open");
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
     assert_eq!(h.upstream.count(), 0);
 }
 
@@ -81,25 +102,38 @@ async fn websocket_upgrades_are_proxied_after_the_decision() {
     let upgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
     // Without a credential: refused, upstream never sees it.
-    let r = support::raw(h.addr(), format!("{upgrade}Connection: close\r\n\r\n").as_bytes()).await;
+    let r = support::raw(
+        h.addr(),
+        format!("{upgrade}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(h.upstream.count(), 0);
 
     // With a token: 101, then bytes flow both ways.
     let t = h.token("svc", "");
     let mut s = TcpStream::connect(h.addr()).await.unwrap();
-    s.write_all(format!("{upgrade}Authorization: Bearer {t}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("{upgrade}Authorization: Bearer {t}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "connection closed during the handshake");
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "connection closed during the handshake"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(b"ping-through-the-gateway").await.unwrap();
     let mut echo = vec![0u8; 24];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echo, b"ping-through-the-gateway");
     let seen = h.last_seen();
     assert_eq!(seen.header("upgrade"), Some("websocket"));
@@ -131,10 +165,24 @@ async fn metrics_count_requests_by_decision_and_status() {
     h.get("/api/private", &[]).await;
     let m = support::get(h.gw.admin_addr, "/metrics", &[]).await;
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("portcullis_requests_total{decision=\"public\",status=\"200\"} 1"), "{}", m.body);
-    assert!(m.body.contains("portcullis_requests_total{decision=\"unauthenticated\",status=\"401\"} 2"), "{}", m.body);
-    assert!(m.body.contains("portcullis_request_duration_seconds_bucket"));
-    assert!(m.body.contains("portcullis_jwks_fetches_total{result=\"ok\"}"));
+    assert!(
+        m.body
+            .contains("portcullis_requests_total{decision=\"public\",status=\"200\"} 1"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("portcullis_requests_total{decision=\"unauthenticated\",status=\"401\"} 2"),
+        "{}",
+        m.body
+    );
+    assert!(m
+        .body
+        .contains("portcullis_request_duration_seconds_bucket"));
+    assert!(m
+        .body
+        .contains("portcullis_jwks_fetches_total{result=\"ok\"}"));
     // The admin endpoints are not on the main listener.
     assert_eq!(h.get("/metrics", &[]).await.status, 401);
 }
@@ -145,7 +193,9 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
         .replace("timeout = \"2s\"", "timeout = \"10s\"")
         .replace("shutdown_grace = \"2s\"", "shutdown_grace = \"8s\"");
-    let gw = portcullis::server::start(support::load(&toml)).await.expect("starts");
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts");
     let addr = gw.addr;
     let inflight = tokio::spawn(async move { support::get(addr, "/slow", &[]).await });
     // Wait until the upstream has the request, then shut down.
@@ -156,5 +206,8 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     let r = inflight.await.unwrap();
     assert_eq!(r.status, 200, "the in-flight request completed");
     stopping.await.unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }

@@ -106,7 +106,11 @@ impl BearerValidator {
     }
 
     /// Fully validates a token and returns its claims.
-    pub async fn validate(&self, token: &str, jwks: &JwksCache) -> Result<Map<String, Value>, TokenError> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        jwks: &JwksCache,
+    ) -> Result<Map<String, Value>, TokenError> {
         let (alg, kid) = self.inspect(token)?;
         if !jwks.is_ready() {
             return Err(TokenError::KeysUnavailable);
@@ -114,7 +118,10 @@ impl BearerValidator {
         let mut keys = jwks.keys().candidates(kid.as_deref(), alg);
         if keys.is_empty() {
             if let Some(k) = kid.as_deref() {
-                keys = jwks.refetch_for_unknown_kid(k).await.candidates(Some(k), alg);
+                keys = jwks
+                    .refetch_for_unknown_kid(k)
+                    .await
+                    .candidates(Some(k), alg);
             }
         }
         if keys.is_empty() {
@@ -156,7 +163,9 @@ fn map_error(kind: &ErrorKind) -> TokenError {
         ErrorKind::InvalidAudience => TokenError::Audience,
         ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
-        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => TokenError::Signature,
+        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
+            TokenError::Signature
+        }
         _ => TokenError::Malformed,
     }
 }
@@ -184,7 +193,10 @@ impl BearerValidator {
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.contains(a),
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|x| x == a)),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| self.audiences.iter().any(|x| x == a)),
                 _ => false,
             };
             if !ok {

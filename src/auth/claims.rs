@@ -15,7 +15,9 @@ impl ClaimPath {
     pub fn parse(src: &str) -> Result<ClaimPath, String> {
         let parts: Vec<String> = src.split('.').map(str::to_owned).collect();
         if src.is_empty() || parts.iter().any(String::is_empty) {
-            return Err(format!("{src:?} is not a claim path (names separated by single dots)"));
+            return Err(format!(
+                "{src:?} is not a claim path (names separated by single dots)"
+            ));
         }
         Ok(ClaimPath {
             source: src.to_owned(),
@@ -39,7 +41,10 @@ impl ClaimPath {
 }
 
 /// Strings at a claim path: an array of strings, or one string.
-pub fn strings_at<'a>(claims: &'a Map<String, Value>, path: &ClaimPath) -> impl Iterator<Item = &'a str> {
+pub fn strings_at<'a>(
+    claims: &'a Map<String, Value>,
+    path: &ClaimPath,
+) -> impl Iterator<Item = &'a str> {
     let v = path.lookup(claims);
     let (one, many) = match v {
         Some(Value::String(s)) => (Some(s.as_str()), None),
@@ -146,7 +151,10 @@ mod tests {
 
     #[test]
     fn scopes_come_from_scope_or_scp() {
-        assert_eq!(scopes(&obj(json!({"scope": "openid  a b"}))), ["a", "b", "openid"]);
+        assert_eq!(
+            scopes(&obj(json!({"scope": "openid  a b"}))),
+            ["a", "b", "openid"]
+        );
         assert_eq!(scopes(&obj(json!({"scp": ["x", "y"]}))), ["x", "y"]);
         assert_eq!(scopes(&obj(json!({"scp": "x y"}))), ["x", "y"]);
         assert!(scopes(&obj(json!({"scope": 3}))).is_empty());
@@ -154,16 +162,38 @@ mod tests {
 
     #[test]
     fn claims_match_values_and_array_members() {
-        let c = obj(json!({"tenant": "acme", "groups": ["a", "b"], "level": 3, "ok": true, "o": {"k": "v"}}));
+        let c = obj(
+            json!({"tenant": "acme", "groups": ["a", "b"], "level": 3, "ok": true, "o": {"k": "v"}}),
+        );
         let p = |s: &str| ClaimPath::parse(s).expect("valid");
-        assert!(claim_matches(&c, &p("tenant"), &ClaimValue::Str("acme".into())));
-        assert!(!claim_matches(&c, &p("tenant"), &ClaimValue::Str("other".into())));
-        assert!(claim_matches(&c, &p("groups"), &ClaimValue::Str("b".into())));
+        assert!(claim_matches(
+            &c,
+            &p("tenant"),
+            &ClaimValue::Str("acme".into())
+        ));
+        assert!(!claim_matches(
+            &c,
+            &p("tenant"),
+            &ClaimValue::Str("other".into())
+        ));
+        assert!(claim_matches(
+            &c,
+            &p("groups"),
+            &ClaimValue::Str("b".into())
+        ));
         assert!(claim_matches(&c, &p("level"), &ClaimValue::Int(3)));
-        assert!(!claim_matches(&c, &p("level"), &ClaimValue::Str("3".into())));
+        assert!(!claim_matches(
+            &c,
+            &p("level"),
+            &ClaimValue::Str("3".into())
+        ));
         assert!(claim_matches(&c, &p("ok"), &ClaimValue::Bool(true)));
         assert!(claim_matches(&c, &p("o.k"), &ClaimValue::Str("v".into())));
-        assert!(!claim_matches(&c, &p("missing.k"), &ClaimValue::Str("v".into())));
+        assert!(!claim_matches(
+            &c,
+            &p("missing.k"),
+            &ClaimValue::Str("v".into())
+        ));
     }
 
     #[test]

@@ -89,7 +89,9 @@ impl KeySet {
                     None => continue, // an encryption algorithm such as RSA-OAEP
                 },
             };
-            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
             let key = Arc::new(Key {
                 kid: jwk.common.key_id.clone(),
                 alg,
@@ -115,8 +117,19 @@ impl KeySet {
     /// Keys that may verify a token with this `kid` and `alg`.
     pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<Arc<Key>> {
         match kid {
-            Some(k) => self.by_kid.get(k).filter(|key| key.fits(alg)).cloned().into_iter().collect(),
-            None => self.all.iter().filter(|key| key.fits(alg)).cloned().collect(),
+            Some(k) => self
+                .by_kid
+                .get(k)
+                .filter(|key| key.fits(alg))
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => self
+                .all
+                .iter()
+                .filter(|key| key.fits(alg))
+                .cloned()
+                .collect(),
         }
     }
 

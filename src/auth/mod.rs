@@ -41,7 +41,9 @@ pub fn extract(headers: &HeaderMap) -> Result<Credential<'_>, AmbiguousCredentia
     };
     let s = s.trim();
     match s.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Credential::Bearer(rest.trim())),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Credential::Bearer(rest.trim()))
+        }
         None if s.eq_ignore_ascii_case("bearer") => Ok(Credential::Bearer("")),
         _ => Ok(Credential::OtherAuthorization),
     }
@@ -101,9 +103,15 @@ mod tests {
     fn extracts_bearer_and_refuses_two_authorization_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(extract(&h), Ok(Credential::None));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
         assert_eq!(extract(&h), Ok(Credential::Bearer("abc")));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic Zm9vOmJhcg=="),
+        );
         assert_eq!(extract(&h), Ok(Credential::OtherAuthorization));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
         assert_eq!(extract(&h), Ok(Credential::Bearer("")));

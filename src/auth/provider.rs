@@ -59,16 +59,29 @@ impl ProviderClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .map(|b| b.https_or_http().enable_http1().wrap_connector(http.clone()))
+            .with_provider_and_native_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .map(|b| {
+                b.https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http.clone())
+            })
             .unwrap_or_else(|_| {
                 // No system trust store: only plain-HTTP providers can be reached.
                 hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(
-                        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-                            .with_safe_default_protocol_versions()
-                            .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
-                            .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions")),
+                        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                            rustls::crypto::ring::default_provider(),
+                        ))
+                        .with_safe_default_protocol_versions()
+                        .map(|b| {
+                            b.with_root_certificates(rustls::RootCertStore::empty())
+                                .with_no_client_auth()
+                        })
+                        .unwrap_or_else(|_| {
+                            unreachable!("ring supports the default protocol versions")
+                        }),
                     )
                     .https_or_http()
                     .enable_http1()
@@ -80,15 +93,23 @@ impl ProviderClient {
     }
 
     /// GETs a JSON document.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ProviderError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<T, ProviderError> {
         let transport = |reason: String| ProviderError::Transport {
             url: url.to_owned(),
             reason,
         };
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| transport(e.to_string()))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| transport(e.to_string()))?;
         let req = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("portcullis/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::new())
             .map_err(|e| transport(e.to_string()))?;
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
@@ -101,11 +122,14 @@ impl ProviderClient {
                 status: resp.status().as_u16(),
             });
         }
-        let body = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(resp.into_body(), MAX_DOCUMENT).collect())
-            .await
-            .map_err(|_| transport("timed out reading the body".into()))?
-            .map_err(|e| transport(e.to_string()))?
-            .to_bytes();
+        let body = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            Limited::new(resp.into_body(), MAX_DOCUMENT).collect(),
+        )
+        .await
+        .map_err(|_| transport("timed out reading the body".into()))?
+        .map_err(|e| transport(e.to_string()))?
+        .to_bytes();
         serde_json::from_slice(&body).map_err(|e| ProviderError::Document {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -114,7 +138,10 @@ impl ProviderClient {
 
     /// Fetches and checks `issuer/.well-known/openid-configuration`.
     pub async fn discover(&self, issuer: &str) -> Result<ProviderMetadata, ProviderError> {
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let meta: ProviderMetadata = self.get_json(&url).await?;
         if meta.issuer != issuer {
             return Err(ProviderError::IssuerMismatch {

@@ -54,13 +54,21 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     })
 }
 
-pub(crate) fn duration(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Duration) -> Duration {
+pub(crate) fn duration(
+    d: &mut Diagnostics,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Duration {
     match value {
         None => default,
         Some(s) => match humantime::parse_duration(s.trim()) {
             Ok(v) => v,
             Err(_) => {
-                d.error(key, format!("{s:?} is not a duration such as \"500ms\", \"30s\", \"5m\" or \"8h\""));
+                d.error(
+                    key,
+                    format!("{s:?} is not a duration such as \"500ms\", \"30s\", \"5m\" or \"8h\""),
+                );
                 default
             }
         },
@@ -72,14 +80,20 @@ fn socket_addr(d: &mut Diagnostics, key: &str, value: Option<&str>, default: &st
     match s.parse() {
         Ok(a) => a,
         Err(_) => {
-            d.error(key, format!("{s:?} is not an address such as \"0.0.0.0:8080\""));
+            d.error(
+                key,
+                format!("{s:?} is not an address such as \"0.0.0.0:8080\""),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     }
 }
 
 fn http_url(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Option<&str>) -> Url {
-    let fallback = || Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!("constant URL parses"));
+    let fallback = || {
+        Url::parse("http://invalid.invalid/")
+            .unwrap_or_else(|_| unreachable!("constant URL parses"))
+    };
     let Some(s) = value.or(default) else {
         d.error(key, "missing");
         return fallback();
@@ -101,7 +115,12 @@ fn http_url(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Option
     }
 }
 
-fn read_secret(d: &mut Diagnostics, key: &str, value: Option<&String>, file: Option<&String>) -> Option<Secret> {
+fn read_secret(
+    d: &mut Diagnostics,
+    key: &str,
+    value: Option<&String>,
+    file: Option<&String>,
+) -> Option<Secret> {
     match (value, file) {
         (Some(_), Some(_)) => {
             d.error(key, format!("set {key} or {key}_file, not both"));
@@ -122,16 +141,38 @@ fn read_secret(d: &mut Diagnostics, key: &str, value: Option<&String>, file: Opt
 fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
     let s = &raw.server;
     let listen = socket_addr(d, "server.listen", s.listen.as_deref(), "0.0.0.0:8080");
-    let admin_listen = socket_addr(d, "server.admin_listen", s.admin_listen.as_deref(), "127.0.0.1:9090");
+    let admin_listen = socket_addr(
+        d,
+        "server.admin_listen",
+        s.admin_listen.as_deref(),
+        "127.0.0.1:9090",
+    );
     if listen == admin_listen && listen.port() != 0 {
-        d.error("server.admin_listen", "must differ from server.listen (the admin endpoints are never on the main listener)");
+        d.error(
+            "server.admin_listen",
+            "must differ from server.listen (the admin endpoints are never on the main listener)",
+        );
     }
-    let public_url = http_url(d, "server.public_url", s.public_url.as_deref(), Some("http://localhost:8080"));
+    let public_url = http_url(
+        d,
+        "server.public_url",
+        s.public_url.as_deref(),
+        Some("http://localhost:8080"),
+    );
     if public_url.path() != "/" {
-        d.error("server.public_url", format!("{:?} must not have a path; the gateway is served at the root", public_url.as_str()));
+        d.error(
+            "server.public_url",
+            format!(
+                "{:?} must not have a path; the gateway is served at the root",
+                public_url.as_str()
+            ),
+        );
     }
 
-    let auth_prefix = s.auth_prefix.clone().unwrap_or_else(|| "/oauth2".to_owned());
+    let auth_prefix = s
+        .auth_prefix
+        .clone()
+        .unwrap_or_else(|| "/oauth2".to_owned());
     let prefix_ok = auth_prefix.len() > 1
         && !auth_prefix.ends_with('/')
         && !auth_prefix.contains('*')
@@ -142,15 +183,24 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
 
     let mut trusted_proxies = Vec::new();
     for (i, p) in s.trusted_proxies.iter().enumerate() {
-        match p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)) {
+        match p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(net) => trusted_proxies.push(net),
-            Err(_) => d.error(format!("server.trusted_proxies[{i}]"), format!("{p:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address")),
+            Err(_) => d.error(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address"),
+            ),
         }
     }
 
     let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
-        d.error("server.max_header_bytes", format!("{max_header_bytes} must be between 8192 and 1048576"));
+        d.error(
+            "server.max_header_bytes",
+            format!("{max_header_bytes} must be between 8192 and 1048576"),
+        );
     }
 
     ServerSettings {
@@ -159,11 +209,21 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         admin_listen,
         auth_prefix,
         trusted_proxies,
-        shutdown_grace: duration(d, "server.shutdown_grace", s.shutdown_grace.as_deref(), Duration::from_secs(10)),
+        shutdown_grace: duration(
+            d,
+            "server.shutdown_grace",
+            s.shutdown_grace.as_deref(),
+            Duration::from_secs(10),
+        ),
         case_insensitive_paths: s.case_insensitive_paths,
         allow_path_params: s.allow_path_params,
         max_header_bytes,
-        header_read_timeout: duration(d, "server.header_read_timeout", s.header_read_timeout.as_deref(), Duration::from_secs(10)),
+        header_read_timeout: duration(
+            d,
+            "server.header_read_timeout",
+            s.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
         tls: s.tls.as_ref().and_then(|t| tls(t, d)),
     }
 }
@@ -174,34 +234,52 @@ fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
 
     let (Some(cert_file), Some(key_file)) = (&t.cert_file, &t.key_file) else {
         if t.cert_file.is_none() {
-            d.error("server.tls.cert_file", "missing (both cert_file and key_file are needed for TLS)");
+            d.error(
+                "server.tls.cert_file",
+                "missing (both cert_file and key_file are needed for TLS)",
+            );
         }
         if t.key_file.is_none() {
-            d.error("server.tls.key_file", "missing (both cert_file and key_file are needed for TLS)");
+            d.error(
+                "server.tls.key_file",
+                "missing (both cert_file and key_file are needed for TLS)",
+            );
         }
         return None;
     };
-    let certs: Result<Vec<CertificateDer<'static>>, _> = CertificateDer::pem_file_iter(cert_file).and_then(|it| it.collect());
+    let certs: Result<Vec<CertificateDer<'static>>, _> =
+        CertificateDer::pem_file_iter(cert_file).and_then(|it| it.collect());
     let certs = match certs {
         Ok(c) if !c.is_empty() => c,
         Ok(_) => {
-            d.error("server.tls.cert_file", format!("{cert_file:?} holds no PEM certificate"));
+            d.error(
+                "server.tls.cert_file",
+                format!("{cert_file:?} holds no PEM certificate"),
+            );
             return None;
         }
         Err(e) => {
-            d.error("server.tls.cert_file", format!("cannot read certificates from {cert_file:?}: {e}"));
+            d.error(
+                "server.tls.cert_file",
+                format!("cannot read certificates from {cert_file:?}: {e}"),
+            );
             return None;
         }
     };
     let key = match PrivateKeyDer::from_pem_file(key_file) {
         Ok(k) => k,
         Err(e) => {
-            d.error("server.tls.key_file", format!("cannot read a private key from {key_file:?}: {e}"));
+            d.error(
+                "server.tls.key_file",
+                format!("cannot read a private key from {key_file:?}: {e}"),
+            );
             return None;
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+    let builder = match rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
         Ok(b) => b,
         Err(e) => {
             d.error("server.tls", format!("cannot set up TLS: {e}"));
@@ -214,7 +292,10 @@ fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
             Some(Arc::new(cfg))
         }
         Err(e) => {
-            d.error("server.tls.key_file", format!("the key does not fit the certificate: {e}"));
+            d.error(
+                "server.tls.key_file",
+                format!("the key does not fit the certificate: {e}"),
+            );
             None
         }
     }
@@ -224,8 +305,18 @@ fn upstream(raw: &RawConfig, d: &mut Diagnostics) -> UpstreamSettings {
     let u = &raw.upstream;
     UpstreamSettings {
         url: http_url(d, "upstream.url", u.url.as_deref(), None),
-        timeout: duration(d, "upstream.timeout", u.timeout.as_deref(), Duration::from_secs(30)),
-        connect_timeout: duration(d, "upstream.connect_timeout", u.connect_timeout.as_deref(), Duration::from_secs(5)),
+        timeout: duration(
+            d,
+            "upstream.timeout",
+            u.timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
+        connect_timeout: duration(
+            d,
+            "upstream.connect_timeout",
+            u.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
     }
 }
 
@@ -236,28 +327,47 @@ fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> Oidc
             d.error("oidc.issuer", "missing; the provider's issuer URL, such as \"http://localhost:8180/realms/myorg\"");
             String::new()
         }
-        Some(s) => {
-            match Url::parse(s) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() && u.fragment().is_none() => s.clone(),
-                _ => {
-                    d.error("oidc.issuer", format!("{s:?} is not an http:// or https:// URL without query"));
-                    s.clone()
-                }
+        Some(s) => match Url::parse(s) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
+                s.clone()
             }
-        }
+            _ => {
+                d.error(
+                    "oidc.issuer",
+                    format!("{s:?} is not an http:// or https:// URL without query"),
+                );
+                s.clone()
+            }
+        },
     };
     let client_id = match &o.client_id {
         Some(c) if !c.is_empty() => c.clone(),
         _ => {
-            d.error("oidc.client_id", "missing; the client id registered at the provider, such as \"gateway\"");
+            d.error(
+                "oidc.client_id",
+                "missing; the client id registered at the provider, such as \"gateway\"",
+            );
             String::new()
         }
     };
-    let client_secret = read_secret(d, "oidc.client_secret", o.client_secret.as_ref(), o.client_secret_file.as_ref());
+    let client_secret = read_secret(
+        d,
+        "oidc.client_secret",
+        o.client_secret.as_ref(),
+        o.client_secret_file.as_ref(),
+    );
     if let (None, Some(i)) = (&client_secret, login_rule) {
         d.error("oidc.client_secret", format!("missing, and rule[{i}] may log a browser in (set it, or set login = \"deny\" on such rules)"));
     }
-    let scopes = o.scopes.clone().unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    let scopes = o
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
     if !scopes.iter().any(|s| s == "openid") {
         d.error("oidc.scopes", "must include \"openid\"");
     }
@@ -271,14 +381,20 @@ fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> Oidc
 
 fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSettings {
     let t = &raw.tokens;
-    let audiences = t.audiences.clone().unwrap_or_else(|| vec![client_id.to_owned()]);
+    let audiences = t
+        .audiences
+        .clone()
+        .unwrap_or_else(|| vec![client_id.to_owned()]);
     if audiences.is_empty() {
         d.warn("tokens.audiences", "is empty, so the \"aud\" claim of bearer tokens is not checked; any token of the issuer is accepted");
     }
     let mut algorithms = Vec::new();
     let names = t.algorithms.clone().unwrap_or_else(|| vec!["RS256".into()]);
     if names.is_empty() {
-        d.error("tokens.algorithms", "is empty; list the signing algorithms to accept, such as [\"RS256\"]");
+        d.error(
+            "tokens.algorithms",
+            "is empty; list the signing algorithms to accept, such as [\"RS256\"]",
+        );
     }
     for (i, name) in names.iter().enumerate() {
         let key = format!("tokens.algorithms[{i}]");
@@ -312,38 +428,84 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
             Err(msg) => d.error(format!("tokens.roles_claims[{i}]"), msg),
         }
     }
-    let jwks_refresh = duration(d, "tokens.jwks_refresh", t.jwks_refresh.as_deref(), Duration::from_secs(300));
+    let jwks_refresh = duration(
+        d,
+        "tokens.jwks_refresh",
+        t.jwks_refresh.as_deref(),
+        Duration::from_secs(300),
+    );
     if jwks_refresh < Duration::from_secs(10) {
         d.error("tokens.jwks_refresh", "must be at least \"10s\"");
     }
     TokenSettings {
         audiences,
         algorithms,
-        leeway: duration(d, "tokens.leeway", t.leeway.as_deref(), Duration::from_secs(30)),
+        leeway: duration(
+            d,
+            "tokens.leeway",
+            t.leeway.as_deref(),
+            Duration::from_secs(30),
+        ),
         roles_claims: paths,
         jwks_refresh,
     }
 }
 
-fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut Diagnostics) -> Option<SessionSettings> {
-    let secret = read_secret(d, "session.secret", s.secret.as_ref(), s.secret_file.as_ref());
-    let cookie_name = s.cookie_name.clone().unwrap_or_else(|| "portcullis".to_owned());
-    if cookie_name.is_empty() || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        d.error("session.cookie_name", format!("{cookie_name:?} must be letters, digits, '_' or '-'"));
+fn session(
+    s: &RawSession,
+    public_url: &Url,
+    login_rule: Option<usize>,
+    d: &mut Diagnostics,
+) -> Option<SessionSettings> {
+    let secret = read_secret(
+        d,
+        "session.secret",
+        s.secret.as_ref(),
+        s.secret_file.as_ref(),
+    );
+    let cookie_name = s
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| "portcullis".to_owned());
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        d.error(
+            "session.cookie_name",
+            format!("{cookie_name:?} must be letters, digits, '_' or '-'"),
+        );
     }
-    let lifetime = duration(d, "session.lifetime", s.lifetime.as_deref(), Duration::from_secs(8 * 3600));
+    let lifetime = duration(
+        d,
+        "session.lifetime",
+        s.lifetime.as_deref(),
+        Duration::from_secs(8 * 3600),
+    );
     let secure = s.secure.unwrap_or(public_url.scheme() == "https");
-    let same_site = match s.same_site.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let same_site = match s
+        .same_site
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("lax") => SameSite::Lax,
         Some("strict") => SameSite::Strict,
         Some("none") => {
             if !secure {
-                d.error("session.same_site", "\"none\" needs session.secure = true (browsers refuse it otherwise)");
+                d.error(
+                    "session.same_site",
+                    "\"none\" needs session.secure = true (browsers refuse it otherwise)",
+                );
             }
             SameSite::None
         }
         Some(other) => {
-            d.error("session.same_site", format!("{other:?} is not one of \"lax\", \"strict\", \"none\""));
+            d.error(
+                "session.same_site",
+                format!("{other:?} is not one of \"lax\", \"strict\", \"none\""),
+            );
             SameSite::Lax
         }
     };
@@ -351,7 +513,10 @@ fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut 
         None | Some("cookie") => SessionStoreKind::Cookie,
         Some("redis") => SessionStoreKind::Redis,
         Some(other) => {
-            d.error("session.store", format!("{other:?} is not one of \"cookie\", \"redis\""));
+            d.error(
+                "session.store",
+                format!("{other:?} is not one of \"cookie\", \"redis\""),
+            );
             SessionStoreKind::Cookie
         }
     };
@@ -359,12 +524,18 @@ fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut 
         (Some(u), _) => match Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "redis" | "rediss") => Some(url),
             _ => {
-                d.error("session.redis_url", format!("{u:?} is not a redis:// or rediss:// URL"));
+                d.error(
+                    "session.redis_url",
+                    format!("{u:?} is not a redis:// or rediss:// URL"),
+                );
                 None
             }
         },
         (None, SessionStoreKind::Redis) => {
-            d.error("session.redis_url", "missing; session.store = \"redis\" needs it");
+            d.error(
+                "session.redis_url",
+                "missing; session.store = \"redis\" needs it",
+            );
             None
         }
         (None, SessionStoreKind::Cookie) => None,
@@ -372,7 +543,10 @@ fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut 
     match secret {
         Some(secret) => {
             if secret.expose().len() < MIN_SESSION_SECRET {
-                d.error("session.secret", format!("must be at least {MIN_SESSION_SECRET} bytes long"));
+                d.error(
+                    "session.secret",
+                    format!("must be at least {MIN_SESSION_SECRET} bytes long"),
+                );
             }
             Some(SessionSettings {
                 secret,
@@ -394,14 +568,22 @@ fn session(s: &RawSession, public_url: &Url, login_rule: Option<usize>, d: &mut 
     }
 }
 
-fn header_name(d: &mut Diagnostics, key: &str, value: Option<&str>, default: &str) -> Option<HeaderName> {
+fn header_name(
+    d: &mut Diagnostics,
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Option<HeaderName> {
     let s = value.unwrap_or(default);
     if s.is_empty() {
         return None;
     }
     match HeaderName::from_bytes(s.as_bytes()) {
         Ok(h) if hdr::is_reserved(&h) => {
-            d.error(key, format!("{s:?} is a header the gateway or HTTP itself controls"));
+            d.error(
+                key,
+                format!("{s:?} is a header the gateway or HTTP itself controls"),
+            );
             None
         }
         Ok(h) => Some(h),
@@ -440,7 +622,10 @@ fn headers(h: &RawHeaders, d: &mut Diagnostics) -> HeaderSettings {
     for name in hdr::identity_names(&out) {
         let spelled = hdr::spelling_key(name.as_str());
         if seen.contains(&spelled) {
-            d.error("headers", format!("{name} is configured twice (also counting _ and . spellings)"));
+            d.error(
+                "headers",
+                format!("{name} is configured twice (also counting _ and . spellings)"),
+            );
         }
         seen.push(spelled);
     }
@@ -452,13 +637,19 @@ fn log(raw: &RawConfig, d: &mut Diagnostics) -> LogSettings {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            d.error("log.format", format!("{other:?} is not one of \"text\", \"json\""));
+            d.error(
+                "log.format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
             LogFormat::Text
         }
     };
     let level = raw.log.level.clone().unwrap_or_else(|| "info".to_owned());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        d.error("log.level", format!("{level:?} is not a log filter such as \"info\" or \"portcullis=debug\""));
+        d.error(
+            "log.level",
+            format!("{level:?} is not a log filter such as \"info\" or \"portcullis=debug\""),
+        );
     }
     LogSettings { format, level }
 }

@@ -23,7 +23,10 @@ impl EnvOverrides {
     /// Any list of variables (tests).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         EnvOverrides {
-            vars: vars.into_iter().filter(|(k, _)| k.starts_with(PREFIX)).collect(),
+            vars: vars
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(PREFIX))
+                .collect(),
         }
     }
 
@@ -52,7 +55,9 @@ impl Provider for EnvProvider {
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut root = Dict::new();
         for (k, v) in &self.0.vars {
-            let Some(rest) = k.strip_prefix(PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(PREFIX) else {
+                continue;
+            };
             if !rest.contains("__") {
                 continue;
             }

@@ -49,6 +49,8 @@ pub async fn handle(
     match endpoint {
         Endpoint::UserInfo => userinfo::handle(gw, rt, ctx, req).await,
         Endpoint::ForwardAuth => forward_auth::handle(gw, rt, ctx, req).await,
-        Endpoint::Login | Endpoint::Callback | Endpoint::Logout | Endpoint::Unknown => Err(Denial::NotFound),
+        Endpoint::Login | Endpoint::Callback | Endpoint::Logout | Endpoint::Unknown => {
+            Err(Denial::NotFound)
+        }
     }
 }

@@ -8,11 +8,18 @@ use crate::gateway::{Gateway, Runtime};
 use crate::pipeline::{self, RequestContext};
 use crate::response::{full, Body, Denial};
 
-pub async fn handle(gw: &Gateway, rt: &Runtime, ctx: &mut RequestContext, req: Request<Incoming>) -> Result<Response<Body>, Denial> {
+pub async fn handle(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Denial> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Denial::MethodNotAllowed);
     }
-    let id = pipeline::authenticate(gw, rt, req.headers()).await?.ok_or(Denial::Unauthenticated)?;
+    let id = pipeline::authenticate(gw, rt, req.headers())
+        .await?
+        .ok_or(Denial::Unauthenticated)?;
     ctx.subject = Some(id.subject.clone());
     ctx.reason = "userinfo";
     let body = serde_json::json!({
@@ -24,7 +31,11 @@ pub async fn handle(gw: &Gateway, rt: &Runtime, ctx: &mut RequestContext, req: R
         "exp": id.expires_at,
     });
     let mut resp = Response::new(full(body.to_string()));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }

@@ -21,7 +21,13 @@ pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
 }
 
 /// Rewrites the forwarding headers for the upstream request.
-pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str, host: Option<HeaderValue>) {
+pub fn apply(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
     let prior_for: Vec<String> = if trusted {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -33,7 +39,9 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'stat
     } else {
         let doomed: Vec<_> = headers
             .keys()
-            .filter(|k| k.as_str().starts_with("x-forwarded-") || **k == FORWARDED || **k == X_REAL_IP)
+            .filter(|k| {
+                k.as_str().starts_with("x-forwarded-") || **k == FORWARDED || **k == X_REAL_IP
+            })
             .cloned()
             .collect();
         for k in doomed {

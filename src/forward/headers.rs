@@ -89,11 +89,18 @@ fn same_spelling(a: &str, folded: &str) -> bool {
 /// Every identity header name that is configured (the access-token header only when it is
 /// not `Authorization`, which is handled on its own).
 pub fn identity_names(h: &HeaderSettings) -> impl Iterator<Item = &HeaderName> {
-    [&h.user, &h.email, &h.subject, &h.roles, &h.scopes, &h.access_token]
-        .into_iter()
-        .flatten()
-        .filter(|n| **n != header::AUTHORIZATION)
-        .chain(h.claims.iter().map(|(n, _)| n))
+    [
+        &h.user,
+        &h.email,
+        &h.subject,
+        &h.roles,
+        &h.scopes,
+        &h.access_token,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|n| **n != header::AUTHORIZATION)
+    .chain(h.claims.iter().map(|(n, _)| n))
 }
 
 /// The request-side header plan, computed once per configuration.
@@ -108,7 +115,9 @@ pub struct HeaderPlan {
 
 impl HeaderPlan {
     pub fn new(settings: HeaderSettings, cookie_name: String) -> Self {
-        let strip = identity_names(&settings).map(|n| spelling_key(n.as_str())).collect();
+        let strip = identity_names(&settings)
+            .map(|n| spelling_key(n.as_str()))
+            .collect();
         HeaderPlan {
             settings,
             strip,
@@ -209,10 +218,11 @@ impl HeaderPlan {
 
 /// Is this a WebSocket upgrade request (`Connection: upgrade` + `Upgrade: websocket`)?
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    let upgrade_ws = headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .any(|v| v.to_str().map(|s| s.trim().eq_ignore_ascii_case("websocket")).unwrap_or(false));
+    let upgrade_ws = headers.get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.trim().eq_ignore_ascii_case("websocket"))
+            .unwrap_or(false)
+    });
     upgrade_ws && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 

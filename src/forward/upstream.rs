@@ -53,9 +53,11 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(s.connect_timeout));
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_roots();
         roots.add_parsable_certificates(native);
@@ -70,7 +72,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(https);
-        let scheme = if s.url.scheme() == "https" { Scheme::HTTPS } else { Scheme::HTTP };
+        let scheme = if s.url.scheme() == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let host = s.url.host_str().ok_or("upstream.url has no host")?;
         let authority: Authority = match s.url.port() {
             Some(p) => format!("{host}:{p}"),
@@ -89,7 +95,9 @@ impl Upstream {
 
     /// The upstream URI for a normalized path and the untouched query.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Option<Uri> {
-        let mut pq = String::with_capacity(self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
         pq.push_str(&self.base_path);
         pq.push_str(path);
         if let Some(q) = query {
@@ -107,7 +115,10 @@ impl Upstream {
 
     /// Sends the request; returns the response head (the body streams) and how long the
     /// upstream took to answer.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<(Response<Incoming>, Duration), UpstreamError> {
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Duration), UpstreamError> {
         let start = Instant::now();
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),

@@ -17,20 +17,31 @@ pub fn build(raw: &[RawRule], fold_case: bool, diag: &mut Diagnostics) -> RuleTa
         }
     }
     if raw.is_empty() {
-        diag.warn("rule", "there are no [[rule]] tables, so every request is denied with 403");
+        diag.warn(
+            "rule",
+            "there are no [[rule]] tables, so every request is denied with 403",
+        );
     }
     let table = RuleTable::from_rules(rules, fold_case);
     check_ties(&table, diag);
     table
 }
 
-fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnostics) -> Option<Rule> {
+fn compile_rule(
+    index: usize,
+    r: &RawRule,
+    fold_case: bool,
+    diag: &mut Diagnostics,
+) -> Option<Rule> {
     let key = |field: &str| format!("rule[{index}].{field}");
     let errors_before = diag.errors.len();
 
     let pattern = match &r.path {
         None => {
-            diag.error(key("path"), "missing; every rule needs a path such as \"/api/**\"");
+            diag.error(
+                key("path"),
+                "missing; every rule needs a path such as \"/api/**\"",
+            );
             None
         }
         Some(p) => match PathPattern::parse(p, fold_case) {
@@ -45,7 +56,10 @@ fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnosti
     let methods = match &r.methods {
         None => None,
         Some(list) if list.is_empty() => {
-            diag.error(key("methods"), "is empty; leave it out to match every method");
+            diag.error(
+                key("methods"),
+                "is empty; leave it out to match every method",
+            );
             None
         }
         Some(list) => {
@@ -54,7 +68,10 @@ fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnosti
                 let upper = m.to_ascii_uppercase();
                 match Method::from_bytes(upper.as_bytes()) {
                     Ok(method) if !upper.is_empty() => out.push(method),
-                    _ => diag.error(format!("rule[{index}].methods[{i}]"), format!("{m:?} is not an HTTP method")),
+                    _ => diag.error(
+                        format!("rule[{index}].methods[{i}]"),
+                        format!("{m:?} is not an HTTP method"),
+                    ),
                 }
             }
             Some(out)
@@ -65,7 +82,10 @@ fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnosti
         None | Some("authenticated") => Access::Authenticated,
         Some("public") => Access::Public,
         Some(other) => {
-            diag.error(key("access"), format!("{other:?} is not one of \"public\", \"authenticated\""));
+            diag.error(
+                key("access"),
+                format!("{other:?} is not one of \"public\", \"authenticated\""),
+            );
             Access::Authenticated
         }
     };
@@ -75,23 +95,41 @@ fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnosti
         Some("redirect") => Login::Redirect,
         Some("deny") => Login::Deny,
         Some(other) => {
-            diag.error(key("login"), format!("{other:?} is not one of \"auto\", \"redirect\", \"deny\""));
+            diag.error(
+                key("login"),
+                format!("{other:?} is not one of \"auto\", \"redirect\", \"deny\""),
+            );
             Login::Auto
         }
     };
 
     if access == Access::Public {
-        for (field, set) in [("roles", !r.roles.is_empty()), ("any_roles", !r.any_roles.is_empty()), ("scopes", !r.scopes.is_empty()), ("claims", !r.claims.is_empty())] {
+        for (field, set) in [
+            ("roles", !r.roles.is_empty()),
+            ("any_roles", !r.any_roles.is_empty()),
+            ("scopes", !r.scopes.is_empty()),
+            ("claims", !r.claims.is_empty()),
+        ] {
             if set {
-                diag.error(key(field), "a public rule cannot require anything; remove it or drop access = \"public\"");
+                diag.error(
+                    key(field),
+                    "a public rule cannot require anything; remove it or drop access = \"public\"",
+                );
             }
         }
     }
 
-    for (field, list) in [("roles", &r.roles), ("any_roles", &r.any_roles), ("scopes", &r.scopes)] {
+    for (field, list) in [
+        ("roles", &r.roles),
+        ("any_roles", &r.any_roles),
+        ("scopes", &r.scopes),
+    ] {
         for (i, v) in list.iter().enumerate() {
             if v.trim().is_empty() || v.chars().any(char::is_whitespace) {
-                diag.error(format!("rule[{index}].{field}[{i}]"), format!("{v:?} must be a non-empty name without spaces"));
+                diag.error(
+                    format!("rule[{index}].{field}[{i}]"),
+                    format!("{v:?} must be a non-empty name without spaces"),
+                );
             }
         }
     }
@@ -127,7 +165,9 @@ fn compile_rule(index: usize, r: &RawRule, fold_case: bool, diag: &mut Diagnosti
 fn methods_overlap(a: &Rule, b: &Rule) -> bool {
     match (&a.methods, &b.methods) {
         (None, _) | (_, None) => true,
-        (Some(x), Some(y)) => x.iter().any(|m| b.allows_method(m)) || y.iter().any(|m| a.allows_method(m)),
+        (Some(x), Some(y)) => {
+            x.iter().any(|m| b.allows_method(m)) || y.iter().any(|m| a.allows_method(m))
+        }
     }
 }
 
@@ -138,9 +178,17 @@ fn check_ties(table: &RuleTable, diag: &mut Diagnostics) {
         for (n, &i) in group.iter().enumerate() {
             for &j in &group[n + 1..] {
                 let (a, b) = (&rules[i], &rules[j]);
-                if a.specificity == b.specificity && a.pattern.overlaps(&b.pattern) && methods_overlap(a, b) {
+                if a.specificity == b.specificity
+                    && a.pattern.overlaps(&b.pattern)
+                    && methods_overlap(a, b)
+                {
                     let (first, second) = if a.index < b.index { (a, b) } else { (b, a) };
-                    found.push((first.index, second.index, second.path.clone(), first.path.clone()));
+                    found.push((
+                        first.index,
+                        second.index,
+                        second.path.clone(),
+                        first.path.clone(),
+                    ));
                 }
             }
         }

@@ -61,7 +61,9 @@ impl Rule {
     pub fn allows_method(&self, method: &Method) -> bool {
         match &self.methods {
             None => true,
-            Some(ms) => ms.iter().any(|m| m == method || (method == Method::HEAD && m == Method::GET)),
+            Some(ms) => ms
+                .iter()
+                .any(|m| m == method || (method == Method::HEAD && m == Method::GET)),
         }
     }
 
@@ -133,7 +135,12 @@ impl RuleTable {
             .find_map(|n| self.best(&n.patterns, method, |r| r.pattern.matches(p, &segs)))
     }
 
-    fn best(&self, ids: &[usize], method: &Method, matches: impl Fn(&Rule) -> bool) -> Option<&Rule> {
+    fn best(
+        &self,
+        ids: &[usize],
+        method: &Method,
+        matches: impl Fn(&Rule) -> bool,
+    ) -> Option<&Rule> {
         ids.iter()
             .filter_map(|&i| self.rules.get(i))
             .filter(|r| r.allows_method(method) && matches(r))

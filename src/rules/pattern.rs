@@ -183,9 +183,8 @@ impl PathPattern {
                 lengths_fit
                     && a.iter().zip(b).all(|pair| match pair {
                         (Segment::Literal(x), Segment::Literal(y)) => x == y,
-                        (Segment::Literal(x), Segment::Star) | (Segment::Star, Segment::Literal(x)) => {
-                            !x.is_empty()
-                        }
+                        (Segment::Literal(x), Segment::Star)
+                        | (Segment::Star, Segment::Literal(x)) => !x.is_empty(),
                         (Segment::Star, Segment::Star) => true,
                     })
             }

@@ -22,7 +22,8 @@ fn table(rules: &[RawRule]) -> RuleTable {
 }
 
 fn find(t: &RuleTable, method: Method, path: &str) -> Option<String> {
-    t.find(&method, &normalize(path, false).expect("valid")).map(|r| r.path.clone())
+    t.find(&method, &normalize(path, false).expect("valid"))
+        .map(|r| r.path.clone())
 }
 
 #[test]
@@ -36,16 +37,39 @@ fn precedence_is_by_specificity_not_order() {
         rule("/api/*/items/**", None),
         rule("/api/v1/**", None),
     ]);
-    assert_eq!(find(&t, Method::GET, "/admin/users").as_deref(), Some("/admin/users"));
-    assert_eq!(find(&t, Method::GET, "/admin/x").as_deref(), Some("/admin/*"));
-    assert_eq!(find(&t, Method::GET, "/admin/x/y").as_deref(), Some("/admin/**"));
-    assert_eq!(find(&t, Method::GET, "/admin").as_deref(), Some("/admin/**"));
+    assert_eq!(
+        find(&t, Method::GET, "/admin/users").as_deref(),
+        Some("/admin/users")
+    );
+    assert_eq!(
+        find(&t, Method::GET, "/admin/x").as_deref(),
+        Some("/admin/*")
+    );
+    assert_eq!(
+        find(&t, Method::GET, "/admin/x/y").as_deref(),
+        Some("/admin/**")
+    );
+    assert_eq!(
+        find(&t, Method::GET, "/admin").as_deref(),
+        Some("/admin/**")
+    );
     // The POST rule has methods, so it beats the plain /admin/** for POST, not for GET.
-    let post = t.find(&Method::POST, &normalize("/admin/x/y", false).expect("valid")).expect("match");
+    let post = t
+        .find(
+            &Method::POST,
+            &normalize("/admin/x/y", false).expect("valid"),
+        )
+        .expect("match");
     assert!(post.methods.is_some());
     // /api/v1/** has two literal segments, /api/*/items/** only one.
-    assert_eq!(find(&t, Method::GET, "/api/v1/items/3").as_deref(), Some("/api/v1/**"));
-    assert_eq!(find(&t, Method::GET, "/api/v2/items/3").as_deref(), Some("/api/*/items/**"));
+    assert_eq!(
+        find(&t, Method::GET, "/api/v1/items/3").as_deref(),
+        Some("/api/v1/**")
+    );
+    assert_eq!(
+        find(&t, Method::GET, "/api/v2/items/3").as_deref(),
+        Some("/api/*/items/**")
+    );
     assert_eq!(find(&t, Method::GET, "/elsewhere").as_deref(), Some("/**"));
 }
 
@@ -60,26 +84,54 @@ fn get_covers_head_and_unmatched_methods_fall_through() {
 #[test]
 fn ties_are_configuration_errors() {
     let mut d = Diagnostics::default();
-    build(&[rule("/a/*", None), rule("/b/**", None), rule("/a/*", None)], false, &mut d);
+    build(
+        &[rule("/a/*", None), rule("/b/**", None), rule("/a/*", None)],
+        false,
+        &mut d,
+    );
     assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
     assert_eq!(d.errors[0].key, "rule[2].path");
-    assert!(d.errors[0].message.contains("ties with rule[0]"), "{}", d.errors[0].message);
+    assert!(
+        d.errors[0].message.contains("ties with rule[0]"),
+        "{}",
+        d.errors[0].message
+    );
 
     let mut d = Diagnostics::default();
-    build(&[rule("/a/*/b", None), rule("/a/*/**", None)], false, &mut d);
-    assert_eq!(d.errors.len(), 1, "overlapping at the same precedence: {:?}", d.errors);
+    build(
+        &[rule("/a/*/b", None), rule("/a/*/**", None)],
+        false,
+        &mut d,
+    );
+    assert_eq!(
+        d.errors.len(),
+        1,
+        "overlapping at the same precedence: {:?}",
+        d.errors
+    );
 
     // Disjoint methods or disjoint paths do not tie.
     let mut d = Diagnostics::default();
     build(
-        &[rule("/a/*", Some(&["GET"])), rule("/a/*", Some(&["POST"])), rule("/a/*/b", None), rule("/a/*/c", None), rule("/x", None), rule("/x", Some(&["PUT"]))],
+        &[
+            rule("/a/*", Some(&["GET"])),
+            rule("/a/*", Some(&["POST"])),
+            rule("/a/*/b", None),
+            rule("/a/*/c", None),
+            rule("/x", None),
+            rule("/x", Some(&["PUT"])),
+        ],
         false,
         &mut d,
     );
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     // GET covers HEAD, so GET and HEAD overlap.
     let mut d = Diagnostics::default();
-    build(&[rule("/a", Some(&["GET"])), rule("/a", Some(&["HEAD"]))], false, &mut d);
+    build(
+        &[rule("/a", Some(&["GET"])), rule("/a", Some(&["HEAD"]))],
+        false,
+        &mut d,
+    );
     assert_eq!(d.errors.len(), 1);
 }
 
@@ -104,7 +156,14 @@ fn rule_fields_are_checked_with_key_paths() {
     let keys: Vec<&str> = d.errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["rule[0].methods[0]", "rule[0].access", "rule[0].login", "rule[0].roles[0]", "rule[1].roles", "rule[2].path"]
+        [
+            "rule[0].methods[0]",
+            "rule[0].access",
+            "rule[0].login",
+            "rule[0].roles[0]",
+            "rule[1].roles",
+            "rule[2].path"
+        ]
     );
 }
 
@@ -113,8 +172,12 @@ fn case_insensitive_tables_fold_both_sides() {
     let mut d = Diagnostics::default();
     let t = build(&[rule("/Admin/**", None)], true, &mut d);
     assert!(d.errors.is_empty());
-    assert!(t.find(&Method::GET, &normalize("/ADMIN/X", false).expect("valid")).is_some());
-    assert!(t.find(&Method::GET, &normalize("/admin", false).expect("valid")).is_some());
+    assert!(t
+        .find(&Method::GET, &normalize("/ADMIN/X", false).expect("valid"))
+        .is_some());
+    assert!(t
+        .find(&Method::GET, &normalize("/admin", false).expect("valid"))
+        .is_some());
 }
 
 /// A linear scan that applies the contract's precedence literally: the reference the

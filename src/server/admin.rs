@@ -23,12 +23,21 @@ fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain",
             "not ready: the identity provider's keys have not been fetched yet\n".to_owned(),
         ),
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", gw.metrics.encode()),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            gw.metrics.encode(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 

@@ -53,28 +53,49 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let conn = ConnInfo { peer, tls: tls.is_some() };
+            let conn = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
             let svc = service_fn(move |req| {
                 let gw = gw.clone();
                 async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, conn, req).await) }
             });
             let result = match tls {
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned()).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => {
-                        watcher
-                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc).into_owned())
-                            .await
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection_with_upgrades(
+                                            TokioIo::new(tls_stream),
+                                            svc,
+                                        )
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

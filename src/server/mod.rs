@@ -49,7 +49,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_listen = config.server.admin_listen;
     let jwks_refresh = config.tokens.jwks_refresh;
     let gateway = Gateway::new(config)?;
-    let main = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
+    let main = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
     let admin = TcpListener::bind(admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;

@@ -31,9 +31,13 @@ impl SigningKey {
     pub fn generate(kid: &str) -> SigningKey {
         let mut rng = rsa::rand_core::OsRng;
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
-        let pem = private.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).expect("PEM encoding");
+        let pem = private
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .expect("PEM encoding");
         let public = private.to_public_key();
-        let public_pem = rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&public, rsa::pkcs8::LineEnding::LF).expect("PEM");
+        let public_pem =
+            rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&public, rsa::pkcs8::LineEnding::LF)
+                .expect("PEM");
         let jwk = json!({
             "kty": "RSA",
             "kid": kid,
@@ -73,7 +77,9 @@ impl TestIdp {
     pub async fn start() -> TestIdp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let key = tokio::task::spawn_blocking(|| SigningKey::generate("key-1")).await.expect("keygen");
+        let key = tokio::task::spawn_blocking(|| SigningKey::generate("key-1"))
+            .await
+            .expect("keygen");
         let state = Arc::new(State {
             issuer: format!("http://{addr}/realms/test"),
             keys: Mutex::new(vec![Arc::new(key)]),
@@ -84,14 +90,18 @@ impl TestIdp {
         let s = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(answer(&s, req)) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -117,13 +127,23 @@ impl TestIdp {
 
     /// The current signing key.
     pub fn current_key(&self) -> Arc<SigningKey> {
-        self.state.keys.lock().unwrap().last().cloned().expect("a key")
+        self.state
+            .keys
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a key")
     }
 
     /// Publishes a new key that signs from now on; `keep_old` keeps the previous ones in the JWKS.
     pub async fn rotate(&self, kid: &str, keep_old: bool) -> Arc<SigningKey> {
         let kid = kid.to_owned();
-        let key = Arc::new(tokio::task::spawn_blocking(move || SigningKey::generate(&kid)).await.expect("keygen"));
+        let key = Arc::new(
+            tokio::task::spawn_blocking(move || SigningKey::generate(&kid))
+                .await
+                .expect("keygen"),
+        );
         let mut keys = self.state.keys.lock().unwrap();
         if !keep_old {
             keys.clear();
@@ -172,7 +192,10 @@ pub fn unsigned_token(claims: &Value) -> String {
 fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -202,7 +225,13 @@ fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/protocol/openid-connect/certs" => {
             s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-            let keys: Vec<Value> = s.keys.lock().unwrap().iter().map(|k| k.jwk.clone()).collect();
+            let keys: Vec<Value> = s
+                .keys
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|k| k.jwk.clone())
+                .collect();
             json_response(StatusCode::OK, &json!({ "keys": keys }))
         }
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),

@@ -33,7 +33,11 @@ impl Seen {
     /// All values of a header (name in any case).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         let n = name.to_ascii_lowercase();
-        self.headers.iter().filter(|(k, _)| *k == n).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -55,7 +59,9 @@ impl EchoUpstream {
         let s = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -87,11 +93,20 @@ impl EchoUpstream {
 }
 
 async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let method = req.method().to_string();
     let is_ws = req.uri().path() == "/ws";
@@ -99,9 +114,18 @@ async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Resp
     let body = if is_ws {
         String::new()
     } else {
-        req.into_body().collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default()
+        req.into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default()
     };
-    let s = Seen { method, target: target.clone(), headers, body };
+    let s = Seen {
+        method,
+        target: target.clone(),
+        headers,
+        body,
+    };
     seen.lock().unwrap().push(s.clone());
 
     if let Some(upgrade) = upgrade {
@@ -118,15 +142,27 @@ async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Resp
         });
         let mut r = Response::new(Full::new(Bytes::new()));
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
-        r.headers_mut().insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        r.headers_mut().insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
         return r;
     }
     if target.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_string(&s).unwrap_or_default())));
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r.headers_mut().insert("x-upstream", http::HeaderValue::from_static("echo"));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_string(&s).unwrap_or_default(),
+    )));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert("x-upstream", http::HeaderValue::from_static("echo"));
     r
 }

@@ -60,10 +60,22 @@ fn bad_patterns_are_refused_with_a_reason() {
 #[test]
 fn specificity_orders_as_the_contract_says() {
     let s = |p: &str, m: bool| parse(p).specificity(m);
-    assert!(s("/admin", false) > s("/admin/**", true), "exact beats any pattern");
-    assert!(s("/a/b/**", false) > s("/a/*", false), "more literal segments first");
-    assert!(s("/a/*", false) > s("/a/**", false), "* beats ** at the same depth");
-    assert!(s("/a/**", true) > s("/a/**", false), "methods beat no methods");
+    assert!(
+        s("/admin", false) > s("/admin/**", true),
+        "exact beats any pattern"
+    );
+    assert!(
+        s("/a/b/**", false) > s("/a/*", false),
+        "more literal segments first"
+    );
+    assert!(
+        s("/a/*", false) > s("/a/**", false),
+        "* beats ** at the same depth"
+    );
+    assert!(
+        s("/a/**", true) > s("/a/**", false),
+        "methods beat no methods"
+    );
     assert_eq!(s("/a/*/b", false), s("/a/*/c", false));
 }
 
