@@ -4,9 +4,15 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
 use crate::auth::bearer::BearerValidator;
 use crate::auth::jwks::JwksCache;
+use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
+use crate::auth::session::{Revocations, SessionCodec, SessionData};
 use crate::config::Config;
 use crate::forward::headers::HeaderPlan;
 use crate::forward::upstream::Upstream;
@@ -19,10 +25,13 @@ pub struct Runtime {
     pub headers: HeaderPlan,
     pub bearer: BearerValidator,
     pub upstream: Upstream,
+    /// `None` without `[session]`: then no rule may log a browser in.
+    pub session: Option<SessionCodec>,
+    pub oidc: Oidc,
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, String> {
+    pub fn new(config: Config, revocations: Arc<Revocations>) -> Result<Runtime, String> {
         let cookie_name = config
             .session
             .as_ref()
@@ -32,6 +41,10 @@ impl Runtime {
             headers: HeaderPlan::new(config.headers.clone(), cookie_name),
             bearer: BearerValidator::new(&config.oidc, &config.tokens),
             upstream: Upstream::new(&config.upstream)?,
+            session: config.session.as_ref().map(|s| {
+                SessionCodec::new(s, &config.oidc.issuer, &config.oidc.client_id, revocations)
+            }),
+            oidc: Oidc::new(&config),
             config,
         })
     }
@@ -44,21 +57,36 @@ pub struct Gateway {
     /// The issuer's discovery document and keys, refreshed in the background.
     pub jwks: Arc<JwksCache>,
     pub metrics: Arc<Metrics>,
+    /// Client for the provider's token endpoint.
+    pub provider: ProviderClient,
+    /// Logged-out session ids and used login states; survives reloads.
+    pub revocations: Arc<Revocations>,
+    /// Refreshes in progress, keyed by session id and access-token expiry, so concurrent
+    /// requests of one session share one refresh (and its result) instead of racing.
+    pub refreshing: Mutex<HashMap<String, (Instant, RefreshCell)>>,
 }
+
+/// The shared result of one refresh.
+pub type RefreshCell = Arc<tokio::sync::OnceCell<Option<SessionData>>>;
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
         let metrics = Arc::new(Metrics::new());
+        let provider = ProviderClient::new();
         let jwks = JwksCache::new(
             config.oidc.issuer.clone(),
-            ProviderClient::new(),
+            provider.clone(),
             metrics.clone(),
         );
-        let runtime = Runtime::new(config)?;
+        let revocations = Arc::new(Revocations::default());
+        let runtime = Runtime::new(config, revocations.clone())?;
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             jwks,
             metrics,
+            provider,
+            revocations,
+            refreshing: Mutex::new(HashMap::new()),
         }))
     }
 

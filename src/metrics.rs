@@ -35,6 +35,7 @@ pub struct Metrics {
     jwks_fetches: Family<ResultLabel, Counter>,
     token_cache: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
+    session_refreshes: Family<ResultLabel, Counter>,
     config_hash: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
@@ -90,6 +91,12 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        let session_refreshes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "session_refreshes",
+            "Session token refreshes by result",
+            session_refreshes.clone(),
+        );
         let config_hash = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         registry.register(
             "config_hash",
@@ -105,6 +112,7 @@ impl Metrics {
             jwks_fetches,
             token_cache,
             reloads,
+            session_refreshes,
             config_hash,
         }
     }
@@ -136,6 +144,13 @@ impl Metrics {
     pub fn token_cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.token_cache
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn session_refresh(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.session_refreshes
             .get_or_create(&ResultLabel { result })
             .inc();
     }

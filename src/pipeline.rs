@@ -21,6 +21,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::auth::session::{SessionData, SessionLookup};
 use crate::auth::{self, Credential, Identity};
 use crate::authz::{self, Decision, DenyReason};
 use crate::endpoints;
@@ -28,7 +29,7 @@ use crate::forward::{forwarded, headers as hdr};
 use crate::gateway::{Gateway, Runtime};
 use crate::path::{self, NormalizedPath};
 use crate::response::{is_browser, Body, Denial};
-use crate::rules::Rule;
+use crate::rules::{Login, Rule};
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,10 @@ pub struct RequestContext {
     pub reason: &'static str,
     pub subject: Option<String>,
     pub upstream_time: Option<Duration>,
+    /// `Set-Cookie` values for the response (session refreshed, cleared, login started).
+    pub set_cookies: Vec<String>,
+    /// The signed-in user of a browser session, for the 403 page.
+    pub signed_in: Option<String>,
 }
 
 /// Handles one request end to end. Never fails: every refusal is a response.
@@ -63,8 +68,10 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
         reason: "forwarded",
         subject: None,
         upstream_time: None,
+        set_cookies: Vec::new(),
+        signed_in: None,
     };
-    let resp = match run(&gw, &rt, &mut ctx, req).await {
+    let mut resp = match run(&gw, &rt, &mut ctx, req).await {
         Ok(resp) => resp,
         Err(denial) => {
             ctx.reason = denial.reason();
@@ -77,9 +84,18 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
                     _ => "io",
                 });
             }
-            denial.render(ctx.browser)
+            denial.render(
+                ctx.browser,
+                ctx.signed_in.as_deref(),
+                &rt.config.server.auth_prefix,
+            )
         }
     };
+    for c in ctx.set_cookies.drain(..) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     let took = start.elapsed();
     let status = resp.status().as_u16();
     gw.metrics.request(ctx.reason, status, took);
@@ -185,7 +201,7 @@ pub async fn authorize(
     let all_public = rule.access == crate::rules::Access::Public
         && extra.is_none_or(|r| r.access == crate::rules::Access::Public);
 
-    let identity = match authenticate(gw, rt, headers).await {
+    let identity = match authenticate(gw, rt, ctx, headers).await {
         Ok(id) => id,
         // On a public rule a bad credential only means no identity headers.
         Err(_) if all_public => None,
@@ -193,6 +209,9 @@ pub async fn authorize(
     };
     if let Some(id) = &identity {
         ctx.subject = Some(id.subject.clone());
+        if !id.from_bearer {
+            ctx.signed_in = Some(id.user().to_owned());
+        }
     }
     for r in std::iter::once(rule).chain(extra) {
         match authz::decide(r, identity.as_ref()) {
@@ -202,7 +221,19 @@ pub async fn authorize(
                     tracing::debug!(subject = %id.subject, rule = r.index, reason = %reason.explain(), "denied");
                 }
                 return Err(match reason {
-                    DenyReason::Unauthenticated => Denial::Unauthenticated,
+                    DenyReason::Unauthenticated => {
+                        let may_login = std::iter::once(rule)
+                            .chain(extra)
+                            .all(|r| r.login != Login::Deny);
+                        if ctx.browser && may_login && rt.session.is_some() {
+                            let rd = match query {
+                                Some(q) => format!("{}?{q}", path.as_str()),
+                                None => path.as_str().to_owned(),
+                            };
+                            return Err(start_login(gw, rt, ctx, rd));
+                        }
+                        Denial::Unauthenticated
+                    }
                     DenyReason::InsufficientScope { required } => {
                         Denial::InsufficientScope { required }
                     }
@@ -215,10 +246,32 @@ pub async fn authorize(
     Ok(identity)
 }
 
-/// Authenticates the request's credential. `Ok(None)` = no credential.
+/// Sends the browser to the provider's login page, keeping the attempt in a cookie.
+pub fn start_login(gw: &Gateway, rt: &Runtime, ctx: &mut RequestContext, rd: String) -> Denial {
+    let (Some(codec), Some(meta)) = (&rt.session, gw.jwks.metadata()) else {
+        return Denial::ProviderUnavailable;
+    };
+    match rt.oidc.start(&meta, &gw.jwks.keys(), rd) {
+        Ok((url, login)) => {
+            if let Some(c) = codec.seal_login(&login) {
+                ctx.set_cookies.push(c);
+            }
+            ctx.reason = "login";
+            Denial::Redirect(url.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a login");
+            Denial::ProviderUnavailable
+        }
+    }
+}
+
+/// Authenticates the request's credential. `Ok(None)` = no credential. A bearer token
+/// wins over a session cookie; an invalid bearer token never falls back to the cookie.
 pub async fn authenticate(
     gw: &Gateway,
     rt: &Runtime,
+    ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, Denial> {
     match auth::extract(headers).map_err(|_| Denial::AmbiguousCredentials)? {
@@ -239,7 +292,96 @@ pub async fn authenticate(
             id.from_bearer = true;
             Ok(Some(id))
         }
-        Credential::None | Credential::OtherAuthorization => Ok(None),
+        Credential::OtherAuthorization => Ok(None),
+        Credential::None => Ok(session_identity(gw, rt, ctx, headers).await),
+    }
+}
+
+/// The identity of the session cookie, refreshing its tokens when they expired.
+async fn session_identity(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+) -> Option<Identity> {
+    let codec = rt.session.as_ref()?;
+    let (data, chunks) = match codec.open(headers) {
+        SessionLookup::None => return None,
+        SessionLookup::Invalid { chunks } => {
+            ctx.set_cookies.extend(codec.clear(chunks));
+            return None;
+        }
+        SessionLookup::Valid { data, chunks } => (data, chunks),
+    };
+    let expired = data.at_exp.is_some_and(|t| t <= crate::unix_now() + 5);
+    let data = if expired && codec.settings().refresh && data.refresh_token.is_some() {
+        match refresh(gw, rt, &data).await {
+            Some(fresh) => {
+                ctx.set_cookies.extend(codec.seal(&fresh, chunks));
+                fresh
+            }
+            None => {
+                // The provider no longer honours the session: it is over.
+                codec.revoke(&data.sid, data.exp);
+                ctx.set_cookies.extend(codec.clear(chunks));
+                return None;
+            }
+        }
+    } else {
+        data
+    };
+    Identity::from_session(&data, &rt.config.tokens)
+}
+
+/// Refreshes a session's tokens once, however many requests ask at the same time.
+async fn refresh(gw: &Gateway, rt: &Runtime, data: &SessionData) -> Option<SessionData> {
+    let key = format!("{}:{}", data.sid, data.at_exp.unwrap_or(0));
+    let cell = {
+        let mut map = gw.refreshing.lock().ok()?;
+        map.retain(|_, (started, _)| started.elapsed() < Duration::from_secs(60));
+        map.entry(key)
+            .or_insert_with(|| (Instant::now(), Default::default()))
+            .1
+            .clone()
+    };
+    cell.get_or_init(|| async {
+        let meta = gw.jwks.metadata()?;
+        let token = data.refresh_token.as_deref()?;
+        match rt
+            .oidc
+            .refresh(&gw.provider, &meta, &gw.jwks.keys(), token)
+            .await
+        {
+            Ok(t) => {
+                let mut fresh = data.clone();
+                fresh.at_exp = access_token_expiry(&t.access_token, t.expires_in);
+                fresh.access_token = Some(t.access_token);
+                if let Some(id) = t.id_token {
+                    fresh.id_token = id;
+                }
+                if let Some(r) = t.refresh_token {
+                    fresh.refresh_token = Some(r);
+                }
+                gw.metrics.session_refresh(true);
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "session refresh failed; the session ends");
+                gw.metrics.session_refresh(false);
+                None
+            }
+        }
+    })
+    .await
+    .clone()
+}
+
+/// When an access token expires: `expires_in`, else its `exp` claim.
+pub fn access_token_expiry(token: &str, expires_in: Option<Duration>) -> Option<u64> {
+    match expires_in {
+        Some(d) => Some(crate::unix_now() + d.as_secs()),
+        None => auth::oidc::jwt_payload(token)
+            .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64)),
     }
 }
 
@@ -253,6 +395,44 @@ async fn forward(
     identity: Option<Identity>,
 ) -> Result<Response<Body>, Denial> {
     let websocket = hdr::is_websocket_upgrade(req.headers());
+    if websocket && identity.as_ref().is_some_and(|id| !id.from_bearer) {
+        // A cookie rides along on cross-site requests; the Origin shows where it came from.
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if origin
+            != Some(
+                rt.config
+                    .server
+                    .public_url
+                    .origin()
+                    .ascii_serialization()
+                    .as_str(),
+            )
+        {
+            return Err(Denial::Forbidden("websocket_origin"));
+        }
+    }
+    if websocket && identity.as_ref().is_some_and(|id| !id.from_bearer) {
+        // A cookie rides along on cross-site requests; the Origin shows where it came from.
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if origin
+            != Some(
+                rt.config
+                    .server
+                    .public_url
+                    .origin()
+                    .ascii_serialization()
+                    .as_str(),
+            )
+        {
+            return Err(Denial::Forbidden("websocket_origin"));
+        }
+    }
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let query = req.uri().query().map(str::to_owned);
     let authority = req.uri().authority().cloned();

@@ -65,6 +65,10 @@ pub enum Denial {
     UpstreamBroken,
     NotFound,
     MethodNotAllowed,
+    /// A redirect made by the gateway (login, logout); not an error.
+    Redirect(String),
+    /// The login could not be completed (bad state, provider error); no session.
+    LoginFailed(&'static str),
 }
 
 impl Denial {
@@ -86,6 +90,8 @@ impl Denial {
             Denial::UpstreamBroken => "upstream_io",
             Denial::NotFound => "not_found",
             Denial::MethodNotAllowed => "method_not_allowed",
+            Denial::Redirect(_) => "redirect",
+            Denial::LoginFailed(_) => "login_failed",
         }
     }
 
@@ -203,6 +209,13 @@ impl Denial {
                 "method not allowed here".into(),
                 None,
             ),
+            Denial::Redirect(_) => (StatusCode::FOUND, "redirect", String::new(), None),
+            Denial::LoginFailed(why) => (
+                StatusCode::BAD_REQUEST,
+                "login_failed",
+                format!("the login could not be completed: {why}"),
+                None,
+            ),
         }
     }
 
@@ -210,11 +223,31 @@ impl Denial {
         self.parts().0
     }
 
-    /// The response for this refusal. `browser` selects the HTML page over JSON.
-    pub fn render(&self, browser: bool) -> Response<Body> {
+    /// The response for this refusal. `browser` selects the HTML page over JSON; a signed-in
+    /// browser user who is refused sees who they are and can log out.
+    pub fn render(
+        &self,
+        browser: bool,
+        signed_in: Option<&str>,
+        auth_prefix: &str,
+    ) -> Response<Body> {
+        if let Denial::Redirect(location) = self {
+            return redirect(location);
+        }
         let (status, code, desc, www) = self.parts();
         let (content_type, body) = if browser {
-            ("text/html; charset=utf-8", html_page(status, &desc, None))
+            let extra = match (status, signed_in) {
+                (StatusCode::FORBIDDEN, Some(user)) => Some(format!(
+                    "<p>You are signed in as <strong>{}</strong>.</p><form method=\"post\" action=\"{}/logout\"><button type=\"submit\">Log out</button></form>",
+                    escape_html(user),
+                    escape_html(auth_prefix)
+                )),
+                _ => None,
+            };
+            (
+                "text/html; charset=utf-8",
+                html_page(status, &desc, extra.as_deref()),
+            )
         } else {
             ("application/json", json_error(code, &desc))
         };
@@ -232,6 +265,18 @@ impl Denial {
         }
         resp
     }
+}
+
+/// A 302 to `location`, never cached.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `{"error": ..., "error_description": ...}`.

@@ -65,6 +65,8 @@ impl Key {
 pub struct KeySet {
     by_kid: HashMap<String, Arc<Key>>,
     all: Vec<Arc<Key>>,
+    /// The same keys for `openidconnect`'s ID-token verifier.
+    pub oidc: openidconnect::core::CoreJsonWebKeySet,
 }
 
 impl KeySet {
@@ -207,9 +209,33 @@ impl JwksCache {
                 m
             }
         };
-        let result = self.client.get_json::<JwkSet>(&meta.jwks_uri).await;
+        let result = self
+            .client
+            .get_json::<serde_json::Value>(&meta.jwks_uri)
+            .await;
         self.metrics.jwks_fetch(result.is_ok());
-        let set = KeySet::from_jwks(&result?);
+        let doc = result?;
+        let invalid = |e: serde_json::Error| ProviderError::Document {
+            url: meta.jwks_uri.clone(),
+            reason: e.to_string(),
+        };
+        // Key by key, so one key of a kind this library does not know spoils nothing.
+        let keys = doc
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let jwks = JwkSet {
+            keys: keys
+                .iter()
+                .filter_map(|k| serde_json::from_value(k.clone()).ok())
+                .collect(),
+        };
+        let mut set = KeySet::from_jwks(&jwks);
+        set.oidc = serde_json::from_value(doc).unwrap_or_else(|e| {
+            tracing::warn!(error = %invalid(e), "the JWKS cannot be used for ID tokens");
+            Default::default()
+        });
         let n = set.len();
         if n == 0 {
             return Err(ProviderError::Document {

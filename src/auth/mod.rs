@@ -7,7 +7,9 @@
 pub mod bearer;
 pub mod claims;
 pub mod jwks;
+pub mod oidc;
 pub mod provider;
+pub mod session;
 
 use http::header::{self, HeaderMap};
 use serde_json::{Map, Value};
@@ -86,6 +88,32 @@ impl Identity {
             from_bearer: false,
             claims,
         }
+    }
+
+    /// A browser session: claims of the ID token, completed by those of the access token
+    /// when it is a JWT (Keycloak puts `realm_access`/`resource_access` and `scope` only
+    /// there). Both were verified or received from the token endpoint at login or refresh.
+    pub fn from_session(data: &session::SessionData, tokens: &TokenSettings) -> Option<Identity> {
+        let mut claims = oidc::jwt_payload(&data.id_token)?;
+        let at = data.access_token.as_deref().and_then(oidc::jwt_payload);
+        let mut roles = claims::roles(&claims, &tokens.roles_claims);
+        let mut scopes = Vec::new();
+        if let Some(at) = at {
+            roles.extend(claims::roles(&at, &tokens.roles_claims));
+            roles.sort_unstable();
+            roles.dedup();
+            scopes = claims::scopes(&at);
+            for (k, v) in at {
+                claims.entry(k).or_insert(v);
+            }
+        }
+        let mut id = Identity::from_claims(claims, tokens);
+        id.roles = roles;
+        id.scopes = scopes;
+        id.expires_at = Some(data.exp);
+        id.access_token = data.access_token.clone();
+        id.from_bearer = false;
+        Some(id)
     }
 
     /// The user name for headers: `preferred_username`, else `sub`.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -50,7 +50,7 @@ pub struct ProviderMetadata {
 /// HTTP(S) client for the provider's documents.
 #[derive(Clone)]
 pub struct ProviderClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ProviderClient {
@@ -110,7 +110,7 @@ impl ProviderClient {
                 http::header::USER_AGENT,
                 concat!("portcullis/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| transport(e.to_string()))?;
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
             .await
@@ -134,6 +134,36 @@ impl ProviderClient {
             url: url.to_owned(),
             reason: e.to_string(),
         })
+    }
+
+    /// Sends any request (the token endpoint's POSTs); the interface `openidconnect` uses.
+    pub async fn call(
+        &self,
+        req: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ProviderError> {
+        let url = req.uri().to_string();
+        let transport = |reason: String| ProviderError::Transport {
+            url: url.clone(),
+            reason,
+        };
+        let (mut parts, body) = req.into_parts();
+        parts.headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("portcullis/", env!("CARGO_PKG_VERSION"))),
+        );
+        let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| transport("timed out".into()))?
+            .map_err(|e| transport(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let body =
+            tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(body, MAX_DOCUMENT).collect())
+                .await
+                .map_err(|_| transport("timed out reading the body".into()))?
+                .map_err(|e| transport(e.to_string()))?
+                .to_bytes();
+        Ok(http::Response::from_parts(parts, body.to_vec()))
     }
 
     /// Fetches and checks `issuer/.well-known/openid-configuration`.

@@ -1,7 +1,11 @@
 //! The gateway's own endpoints under `server.auth_prefix` (default `/oauth2`). Requests
 //! here never reach the rules or the upstream.
 
+mod callback;
 mod forward_auth;
+mod login;
+mod logout;
+pub mod redirect;
 mod userinfo;
 
 use http::{Request, Response};
@@ -49,8 +53,9 @@ pub async fn handle(
     match endpoint {
         Endpoint::UserInfo => userinfo::handle(gw, rt, ctx, req).await,
         Endpoint::ForwardAuth => forward_auth::handle(gw, rt, ctx, req).await,
-        Endpoint::Login | Endpoint::Callback | Endpoint::Logout | Endpoint::Unknown => {
-            Err(Denial::NotFound)
-        }
+        Endpoint::Login => login::handle(gw, rt, ctx, req).await,
+        Endpoint::Callback => callback::handle(gw, rt, ctx, req).await,
+        Endpoint::Logout => logout::handle(gw, rt, ctx, req).await,
+        Endpoint::Unknown => Err(Denial::NotFound),
     }
 }

@@ -17,7 +17,7 @@ pub async fn handle(
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Denial::MethodNotAllowed);
     }
-    let id = pipeline::authenticate(gw, rt, req.headers())
+    let id = pipeline::authenticate(gw, rt, ctx, req.headers())
         .await?
         .ok_or(Denial::Unauthenticated)?;
     ctx.subject = Some(id.subject.clone());

@@ -1,0 +1,351 @@
+//! Browser sessions in encrypted cookies.
+//!
+//! The session (tokens, expiry, a random session id) is serialized, encrypted and
+//! authenticated with AES-256-GCM by the `cookie` crate's private jar, under a key derived
+//! from `session.secret`, the issuer and the client id. When the result is larger than
+//! one cookie may be, it is split: `<name>=<count>.<part 0>`, `<name>_1=<part 1>`, ...
+//! Because the whole value is encrypted once, a tampered, truncated, reordered or swapped
+//! chunk fails authentication: the request simply has no session.
+//!
+//! Logout revokes the session id. With the cookie store that revocation is held in this
+//! process until the session would have expired: a replayed cookie is refused by the
+//! instance that handled the logout, not by other replicas (use the shared store for that).
+//!
+//! Each login attempt keeps its state, nonce and PKCE verifier in its own short-lived
+//! cookie, `<name>_login_<first 16 characters of the state>`, so parallel logins in two
+//! tabs do not disturb each other.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cookie::{Cookie, CookieJar, Key, SameSite as CookieSameSite};
+use http::header::{self, HeaderMap};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+
+use crate::config::{SameSite, SessionSettings};
+
+/// Largest cookie value written; browsers allow about 4096 bytes per cookie with its name
+/// and attributes.
+const CHUNK: usize = 3800;
+/// More chunks than this is not a session of ours.
+const MAX_CHUNKS: usize = 12;
+/// How long a login attempt may take.
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+/// Most revoked session ids kept (oldest expiry dropped first beyond it).
+const MAX_REVOKED: usize = 100_000;
+
+/// What a session cookie holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionData {
+    /// Random session id; what logout revokes.
+    pub sid: String,
+    /// Created (seconds since the epoch).
+    pub iat: u64,
+    /// The session ends here, whatever the tokens say (`session.lifetime`).
+    pub exp: u64,
+    pub id_token: String,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    /// When the access token expires; refresh is due after it.
+    pub at_exp: Option<u64>,
+}
+
+/// What a login-attempt cookie holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginState {
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    /// Where to go after the login (already validated).
+    pub rd: String,
+    pub iat: u64,
+}
+
+/// The outcome of reading the session cookies.
+#[derive(Debug)]
+pub enum SessionLookup {
+    /// No session cookie.
+    None,
+    /// Cookies present but unusable (tampered, expired, revoked): clear them.
+    Invalid {
+        chunks: usize,
+    },
+    Valid {
+        data: SessionData,
+        chunks: usize,
+    },
+}
+
+/// Session ids that must not be accepted again (logged out), each until the session
+/// would have expired anyway. Outlives configuration reloads.
+#[derive(Default)]
+pub struct Revocations {
+    ids: Mutex<HashMap<String, u64>>,
+}
+
+impl Revocations {
+    pub fn revoke(&self, sid: &str, exp: u64) {
+        let Ok(mut r) = self.ids.lock() else { return };
+        let t = now();
+        r.retain(|_, e| *e > t);
+        if r.len() >= MAX_REVOKED {
+            if let Some(oldest) = r.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
+                r.remove(&oldest);
+            }
+        }
+        r.insert(sid.to_owned(), exp);
+    }
+
+    pub fn contains(&self, sid: &str) -> bool {
+        self.ids
+            .lock()
+            .map(|r| r.contains_key(sid))
+            .unwrap_or(false)
+    }
+
+    /// Marks a one-time value (a login state) used; false if it was used already.
+    pub fn first_use(&self, id: &str, exp: u64) -> bool {
+        if self.contains(id) {
+            return false;
+        }
+        self.revoke(id, exp);
+        true
+    }
+}
+
+/// Seals and opens session and login cookies.
+pub struct SessionCodec {
+    key: Key,
+    settings: SessionSettings,
+    revoked: std::sync::Arc<Revocations>,
+}
+
+use crate::unix_now as now;
+
+/// Cookies of a request, by name (the first of duplicates wins).
+pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
+    let mut out = HashMap::new();
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(s) = v.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                out.entry(k.trim()).or_insert(v.trim());
+            }
+        }
+    }
+    out
+}
+
+impl SessionCodec {
+    pub fn new(
+        settings: &SessionSettings,
+        issuer: &str,
+        client_id: &str,
+        revoked: std::sync::Arc<Revocations>,
+    ) -> SessionCodec {
+        let mut h = Sha512::new();
+        h.update(b"portcullis session key v1\0");
+        h.update(settings.secret.expose().as_bytes());
+        h.update([0]);
+        h.update(issuer.as_bytes());
+        h.update([0]);
+        h.update(client_id.as_bytes());
+        let digest = h.finalize();
+        SessionCodec {
+            // 64 bytes of key material, as `Key::derive_from` expects at least 32.
+            key: Key::derive_from(&digest),
+            settings: settings.clone(),
+            revoked,
+        }
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    fn encrypt(&self, name: &str, plain: String) -> Option<String> {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.key)
+            .add(Cookie::new(name.to_owned(), plain));
+        jar.get(name).map(|c| c.value().to_owned())
+    }
+
+    fn decrypt(&self, name: &str, sealed: &str) -> Option<String> {
+        let jar = CookieJar::new();
+        jar.private(&self.key)
+            .decrypt(Cookie::new(name.to_owned(), sealed.to_owned()))
+            .map(|c| c.value().to_owned())
+    }
+
+    fn cookie(
+        &self,
+        name: String,
+        value: String,
+        max_age: Duration,
+        same_site: SameSite,
+    ) -> String {
+        let mut c = Cookie::new(name, value);
+        c.set_path("/");
+        c.set_http_only(true);
+        c.set_secure(self.settings.secure);
+        c.set_same_site(match same_site {
+            SameSite::Lax => CookieSameSite::Lax,
+            SameSite::Strict => CookieSameSite::Strict,
+            SameSite::None => CookieSameSite::None,
+        });
+        c.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        c.to_string()
+    }
+
+    fn removal(&self, name: String) -> String {
+        let mut c = Cookie::new(name, "");
+        c.set_path("/");
+        c.set_http_only(true);
+        c.set_secure(self.settings.secure);
+        c.make_removal();
+        c.to_string()
+    }
+
+    fn chunk_name(&self, i: usize) -> String {
+        if i == 0 {
+            self.settings.cookie_name.clone()
+        } else {
+            format!("{}_{i}", self.settings.cookie_name)
+        }
+    }
+
+    /// `Set-Cookie` values for a session; `previous_chunks` more chunks are cleared.
+    pub fn seal(&self, data: &SessionData, previous_chunks: usize) -> Vec<String> {
+        let Ok(json) = serde_json::to_string(data) else {
+            return Vec::new();
+        };
+        let Some(sealed) = self.encrypt(&self.settings.cookie_name, json) else {
+            return Vec::new();
+        };
+        let parts: Vec<&str> = sealed
+            .as_bytes()
+            .chunks(CHUNK)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect();
+        let max_age = Duration::from_secs(data.exp.saturating_sub(now()));
+        let mut out = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let value = if i == 0 {
+                format!("{}.{part}", parts.len())
+            } else {
+                (*part).to_owned()
+            };
+            out.push(self.cookie(self.chunk_name(i), value, max_age, self.settings.same_site));
+        }
+        for i in parts.len()..previous_chunks {
+            out.push(self.removal(self.chunk_name(i)));
+        }
+        out
+    }
+
+    /// `Set-Cookie` values that remove a session of `chunks` cookies.
+    pub fn clear(&self, chunks: usize) -> Vec<String> {
+        (0..chunks.max(1))
+            .map(|i| self.removal(self.chunk_name(i)))
+            .collect()
+    }
+
+    /// Reads and checks the session cookies.
+    pub fn open(&self, headers: &HeaderMap) -> SessionLookup {
+        let cookies = request_cookies(headers);
+        let Some(first) = cookies.get(self.settings.cookie_name.as_str()) else {
+            return SessionLookup::None;
+        };
+        let invalid = |chunks| SessionLookup::Invalid { chunks };
+        let Some((count, part0)) = first.split_once('.') else {
+            return invalid(1);
+        };
+        let Ok(count) = count.parse::<usize>() else {
+            return invalid(1);
+        };
+        if count == 0 || count > MAX_CHUNKS {
+            return invalid(1);
+        }
+        let mut sealed = String::with_capacity(count * CHUNK);
+        sealed.push_str(part0);
+        for i in 1..count {
+            match cookies.get(self.chunk_name(i).as_str()) {
+                Some(p) => sealed.push_str(p),
+                None => return invalid(count),
+            }
+        }
+        let Some(json) = self.decrypt(&self.settings.cookie_name, &sealed) else {
+            return invalid(count);
+        };
+        let Ok(data) = serde_json::from_str::<SessionData>(&json) else {
+            return invalid(count);
+        };
+        if data.exp <= now() || self.is_revoked(&data.sid) {
+            return invalid(count);
+        }
+        SessionLookup::Valid {
+            data,
+            chunks: count,
+        }
+    }
+
+    /// Makes a session unusable on this instance until it would have expired.
+    pub fn revoke(&self, sid: &str, exp: u64) {
+        self.revoked.revoke(sid, exp);
+    }
+
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.revoked.contains(sid)
+    }
+
+    fn login_name(&self, state: &str) -> String {
+        let short: String = state
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
+        format!("{}_login_{short}", self.settings.cookie_name)
+    }
+
+    /// The `Set-Cookie` for a login attempt. Always `SameSite=Lax`: the provider sends the
+    /// browser back with a cross-site top-level GET.
+    pub fn seal_login(&self, login: &LoginState) -> Option<String> {
+        let name = self.login_name(&login.state);
+        let sealed = self.encrypt(&name, serde_json::to_string(login).ok()?)?;
+        Some(self.cookie(name, sealed, LOGIN_TTL, SameSite::Lax))
+    }
+
+    /// The login attempt for this `state`, if its cookie is present, intact, fresh and for
+    /// exactly this state.
+    pub fn open_login(&self, headers: &HeaderMap, state: &str) -> Option<LoginState> {
+        let name = self.login_name(state);
+        let cookies = request_cookies(headers);
+        let json = self.decrypt(&name, cookies.get(name.as_str())?)?;
+        let login: LoginState = serde_json::from_str(&json).ok()?;
+        let fresh = now().saturating_sub(login.iat) <= LOGIN_TTL.as_secs();
+        (fresh && constant_time_eq(login.state.as_bytes(), state.as_bytes())).then_some(login)
+    }
+
+    pub fn clear_login(&self, state: &str) -> String {
+        self.removal(self.login_name(state))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A random URL-safe token of `bytes` random bytes.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    rand::Rng::fill(&mut rand::rng(), buf.as_mut_slice());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+use super::*;
+use crate::config::{Secret, SessionStoreKind};
+use http::HeaderValue;
+
+fn codec() -> SessionCodec {
+    SessionCodec::new(
+        &SessionSettings {
+            secret: Secret::new("0123456789abcdef0123456789abcdef".into()),
+            cookie_name: "portcullis".into(),
+            lifetime: Duration::from_secs(3600),
+            secure: true,
+            same_site: SameSite::Lax,
+            refresh: true,
+            store: SessionStoreKind::Cookie,
+            redis_url: None,
+        },
+        "http://idp/realms/x",
+        "gateway",
+        Default::default(),
+    )
+}
+
+fn data(big: usize) -> SessionData {
+    SessionData {
+        sid: random_token(16),
+        iat: now(),
+        exp: now() + 3600,
+        id_token: "x".repeat(big),
+        access_token: Some("a".into()),
+        refresh_token: None,
+        at_exp: None,
+    }
+}
+
+/// Turns `Set-Cookie` values into a `Cookie` request header.
+fn request(set_cookies: &[String]) -> HeaderMap {
+    let pairs: Vec<&str> = set_cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap_or(""))
+        .collect();
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::COOKIE,
+        HeaderValue::from_str(&pairs.join("; ")).expect("valid"),
+    );
+    h
+}
+
+#[test]
+fn small_and_large_sessions_round_trip() {
+    let c = codec();
+    for (size, chunks) in [(10, 1), (6000, 3), (20000, 8)] {
+        let d = data(size);
+        let set = c.seal(&d, 0);
+        assert_eq!(set.len(), chunks, "{size} bytes");
+        for s in &set {
+            assert!(s.len() < 4000, "cookie too large: {}", s.len());
+            assert!(
+                s.contains("HttpOnly")
+                    && s.contains("Secure")
+                    && s.contains("SameSite=Lax")
+                    && s.contains("Path=/")
+            );
+        }
+        match c.open(&request(&set)) {
+            SessionLookup::Valid {
+                data: got,
+                chunks: n,
+            } => {
+                assert_eq!(got.sid, d.sid);
+                assert_eq!(got.id_token.len(), size);
+                assert_eq!(n, chunks);
+            }
+            other => panic!("{size}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn tampered_truncated_swapped_and_foreign_cookies_are_no_session() {
+    let c = codec();
+    let a = c.seal(&data(6000), 0);
+    let b = c.seal(&data(6000), 0);
+    // Swap chunk 1 between two valid sessions.
+    let swapped = vec![a[0].clone(), b[1].clone(), a[2].clone()];
+    assert!(matches!(
+        c.open(&request(&swapped)),
+        SessionLookup::Invalid { chunks: 3 }
+    ));
+    // Drop a chunk.
+    assert!(matches!(
+        c.open(&request(&a[..2])),
+        SessionLookup::Invalid { .. }
+    ));
+    // Flip a character.
+    let mut t = a.clone();
+    t[1] = t[1].replacen('A', "B", 1).replacen('a', "b", 1);
+    assert!(matches!(
+        c.open(&request(&t)),
+        SessionLookup::Invalid { .. }
+    ));
+    // Another secret cannot read it.
+    let other = SessionCodec::new(
+        &c.settings,
+        "http://idp/realms/x",
+        "another-client",
+        Default::default(),
+    );
+    assert!(matches!(
+        other.open(&request(&a)),
+        SessionLookup::Invalid { .. }
+    ));
+    // Garbage.
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::COOKIE,
+        HeaderValue::from_static("portcullis=99.abc"),
+    );
+    assert!(matches!(c.open(&h), SessionLookup::Invalid { .. }));
+    h.insert(header::COOKIE, HeaderValue::from_static("portcullis=junk"));
+    assert!(matches!(c.open(&h), SessionLookup::Invalid { .. }));
+    assert!(matches!(c.open(&HeaderMap::new()), SessionLookup::None));
+}
+
+#[test]
+fn expired_and_revoked_sessions_are_refused() {
+    let c = codec();
+    let mut d = data(10);
+    d.exp = now() - 1;
+    assert!(matches!(
+        c.open(&request(&c.seal(&d, 0))),
+        SessionLookup::Invalid { .. }
+    ));
+    let d = data(10);
+    let set = c.seal(&d, 0);
+    assert!(matches!(
+        c.open(&request(&set)),
+        SessionLookup::Valid { .. }
+    ));
+    c.revoke(&d.sid, d.exp);
+    assert!(matches!(
+        c.open(&request(&set)),
+        SessionLookup::Invalid { .. }
+    ));
+}
+
+#[test]
+fn shrinking_a_session_clears_leftover_chunks() {
+    let c = codec();
+    let set = c.seal(&data(10), 3);
+    assert_eq!(set.len(), 3);
+    assert!(set[1].starts_with("portcullis_1=;") && set[1].contains("Max-Age=0"));
+}
+
+#[test]
+fn login_state_is_bound_to_its_state() {
+    let c = codec();
+    let login = LoginState {
+        state: random_token(24),
+        nonce: random_token(24),
+        verifier: random_token(32),
+        rd: "/x".into(),
+        iat: now(),
+    };
+    let set = c.seal_login(&login).expect("sealed");
+    assert!(set.contains("SameSite=Lax"));
+    let h = request(&[set]);
+    assert_eq!(
+        c.open_login(&h, &login.state).map(|l| l.nonce),
+        Some(login.nonce.clone())
+    );
+    assert!(c.open_login(&h, "someone-elses-state").is_none());
+    let mut old = login.clone();
+    old.iat = now() - 3600;
+    let h = request(&[c.seal_login(&old).expect("sealed")]);
+    assert!(c.open_login(&h, &login.state).is_none(), "expired attempt");
+}

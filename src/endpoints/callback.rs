@@ -1,0 +1,95 @@
+//! `GET /oauth2/callback`: the provider sends the browser back here.
+//!
+//! The `state` must match a login-attempt cookie of this browser (which also carries the
+//! nonce and PKCE verifier) and must not have been used before; then the code is exchanged,
+//! the ID token verified, the session cookie set, and the browser sent to `rd`.
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::redirect::query_param;
+use crate::auth::session::{random_token, SessionData, LOGIN_TTL};
+use crate::gateway::{Gateway, Runtime};
+use crate::pipeline::{access_token_expiry, RequestContext};
+use crate::response::{Body, Denial};
+
+pub async fn handle(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Denial> {
+    if req.method() != Method::GET {
+        return Err(Denial::MethodNotAllowed);
+    }
+    let Some(codec) = &rt.session else {
+        return Err(Denial::NotFound);
+    };
+    // Shown as a page even to clients that did not ask for HTML: this is a browser step.
+    ctx.browser = true;
+    let query = req.uri().query();
+    let state = query_param(query, "state")
+        .ok_or(Denial::LoginFailed("the provider's answer has no state"))?;
+    if let Some(err) = query_param(query, "error") {
+        tracing::info!(error = %err, description = ?query_param(query, "error_description"), "the provider refused the login");
+        ctx.set_cookies.push(codec.clear_login(&state));
+        return Err(Denial::LoginFailed(match err.as_str() {
+            "access_denied" => "access was denied at the identity provider",
+            "login_required" | "interaction_required" | "consent_required" => {
+                "the identity provider needs you to sign in again"
+            }
+            _ => "the identity provider reported an error",
+        }));
+    }
+    let code = query_param(query, "code")
+        .ok_or(Denial::LoginFailed("the provider's answer has no code"))?;
+    let login = codec
+        .open_login(req.headers(), &state)
+        .ok_or(Denial::LoginFailed(
+            "the login attempt is unknown or expired; start again",
+        ))?;
+    ctx.set_cookies.push(codec.clear_login(&state));
+    if !gw.revocations.first_use(
+        &format!("state:{state}"),
+        crate::unix_now() + LOGIN_TTL.as_secs(),
+    ) {
+        return Err(Denial::LoginFailed("this login answer was already used"));
+    }
+    let meta = gw.jwks.metadata().ok_or(Denial::ProviderUnavailable)?;
+    let tokens = rt
+        .oidc
+        .exchange(&gw.provider, &meta, &gw.jwks.keys(), &code, &login)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "login failed at the code exchange");
+            Denial::LoginFailed("the identity provider's answer could not be verified")
+        })?;
+    let id_token = tokens
+        .id_token
+        .clone()
+        .ok_or(Denial::LoginFailed("no ID token"))?;
+    let now = crate::unix_now();
+    let settings = codec.settings();
+    let data = SessionData {
+        sid: random_token(18),
+        iat: now,
+        exp: now + settings.lifetime.as_secs(),
+        at_exp: access_token_expiry(&tokens.access_token, tokens.expires_in),
+        id_token,
+        access_token: Some(tokens.access_token),
+        refresh_token: tokens.refresh_token,
+    };
+    if let Some(sub) = crate::auth::oidc::jwt_payload(&data.id_token)
+        .and_then(|c| c.get("sub").and_then(|v| v.as_str().map(str::to_owned)))
+    {
+        ctx.subject = Some(sub);
+    }
+    let previous = match codec.open(req.headers()) {
+        crate::auth::session::SessionLookup::Valid { chunks, .. }
+        | crate::auth::session::SessionLookup::Invalid { chunks } => chunks,
+        crate::auth::session::SessionLookup::None => 0,
+    };
+    ctx.set_cookies.extend(codec.seal(&data, previous));
+    ctx.reason = "login_complete";
+    Err(Denial::Redirect(login.rd))
+}

@@ -1,0 +1,104 @@
+//! `GET|POST /oauth2/logout?rd=URL`: ends the session here and at the provider.
+//!
+//! A cross-site request (by `Sec-Fetch-Site`, else `Origin`/`Referer` against
+//! `public_url`) ends nothing: it gets a page whose button POSTs from the gateway's own
+//! origin, so another site cannot log users out behind their backs.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use url::Url;
+
+use super::redirect::{query_param, validate};
+use crate::auth::session::SessionLookup;
+use crate::forward::headers::SEC_FETCH_SITE;
+use crate::gateway::{Gateway, Runtime};
+use crate::pipeline::RequestContext;
+use crate::response::{escape_html, full, html_page, Body, Denial};
+
+fn cross_site(headers: &HeaderMap, public: &Url) -> bool {
+    let get = |h: &http::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(site) = get(&SEC_FETCH_SITE) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let origin = public.origin().ascii_serialization();
+    if let Some(o) = get(&header::ORIGIN) {
+        return o != origin;
+    }
+    if let Some(r) = get(&header::REFERER) {
+        return Url::parse(r)
+            .map(|u| u.origin() != public.origin())
+            .unwrap_or(true);
+    }
+    false
+}
+
+pub async fn handle(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Denial> {
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return Err(Denial::MethodNotAllowed);
+    }
+    let public = &rt.config.server.public_url;
+    let rd = validate(query_param(req.uri().query(), "rd").as_deref(), public);
+    if cross_site(req.headers(), public) {
+        ctx.reason = "logout_confirm";
+        let action = format!(
+            "{}/logout?rd={}",
+            rt.config.server.auth_prefix,
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        let form = format!(
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\">Log out</button></form>",
+            escape_html(&action)
+        );
+        let mut resp = Response::new(full(html_page(
+            StatusCode::OK,
+            "Do you want to log out?",
+            Some(&form),
+        )));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(resp);
+    }
+
+    let mut id_token = None;
+    if let Some(codec) = &rt.session {
+        match codec.open(req.headers()) {
+            SessionLookup::Valid { data, chunks } => {
+                codec.revoke(&data.sid, data.exp);
+                ctx.set_cookies.extend(codec.clear(chunks));
+                id_token = Some(data.id_token);
+            }
+            SessionLookup::Invalid { chunks } => ctx.set_cookies.extend(codec.clear(chunks)),
+            SessionLookup::None => {}
+        }
+    }
+    ctx.reason = "logout";
+    let back = format!("{}{}", public.as_str().trim_end_matches('/'), rd);
+    let end_session = gw
+        .jwks
+        .metadata()
+        .and_then(|m| m.end_session_endpoint.clone());
+    match end_session.and_then(|e| Url::parse(&e).ok()) {
+        Some(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(t) = &id_token {
+                    q.append_pair("id_token_hint", t);
+                }
+                q.append_pair("client_id", rt.oidc.client_id());
+                q.append_pair("post_logout_redirect_uri", &back);
+            }
+            Err(Denial::Redirect(url.to_string()))
+        }
+        None => Err(Denial::Redirect(rd)),
+    }
+}
