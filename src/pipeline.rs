@@ -335,7 +335,9 @@ async fn session_identity(
 
 /// Refreshes a session's tokens once, however many requests ask at the same time.
 async fn refresh(gw: &Gateway, rt: &Runtime, data: &SessionData) -> Option<SessionData> {
-    let key = format!("{}:{}", data.sid, data.at_exp.unwrap_or(0));
+    // One refresh per access token: its signature part is unique.
+    let at = data.access_token.as_deref().unwrap_or("");
+    let key = format!("{}:{}", data.sid, &at[at.len().saturating_sub(24)..]);
     let cell = {
         let mut map = gw.refreshing.lock().ok()?;
         map.retain(|_, (started, _)| started.elapsed() < Duration::from_secs(60));

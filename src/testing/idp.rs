@@ -55,8 +55,30 @@ impl SigningKey {
     }
 }
 
+/// One authorization code handed out by the authorize endpoint.
+#[derive(Clone)]
+struct Grant {
+    user: String,
+    redirect_uri: String,
+    nonce: String,
+    challenge: String,
+}
+
 struct State {
     issuer: String,
+    /// Users by name: extra claims put into their tokens.
+    users: Mutex<std::collections::HashMap<String, Value>>,
+    /// Who the authorize endpoint logs in (no login page: it consents at once).
+    login_as: Mutex<String>,
+    codes: Mutex<std::collections::HashMap<String, Grant>>,
+    refresh_tokens: Mutex<std::collections::HashMap<String, String>>,
+    access_ttl: std::sync::atomic::AtomicU64,
+    /// Merged into every ID token's claims (to make the provider misbehave).
+    id_token_overrides: Mutex<Value>,
+    authorize_error: Mutex<Option<String>>,
+    refresh_fails: AtomicBool,
+    refreshes: AtomicUsize,
+    logouts: Mutex<Vec<String>>,
     /// Keys published in the JWKS; the last one signs.
     keys: Mutex<Vec<Arc<SigningKey>>>,
     jwks_fetches: AtomicUsize,
@@ -82,6 +104,16 @@ impl TestIdp {
             .expect("keygen");
         let state = Arc::new(State {
             issuer: format!("http://{addr}/realms/test"),
+            users: Mutex::new(default_users()),
+            login_as: Mutex::new("alice".into()),
+            codes: Mutex::new(Default::default()),
+            refresh_tokens: Mutex::new(Default::default()),
+            access_ttl: std::sync::atomic::AtomicU64::new(300),
+            id_token_overrides: Mutex::new(json!({})),
+            authorize_error: Mutex::new(None),
+            refresh_fails: AtomicBool::new(false),
+            refreshes: AtomicUsize::new(0),
+            logouts: Mutex::new(Vec::new()),
             keys: Mutex::new(vec![Arc::new(key)]),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
@@ -97,7 +129,7 @@ impl TestIdp {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(answer(&s, req)) }
+                        async move { Ok::<_, Infallible>(answer(&s, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -123,6 +155,48 @@ impl TestIdp {
     /// While unavailable every endpoint answers 503.
     pub fn set_available(&self, up: bool) {
         self.state.available.store(up, Ordering::SeqCst);
+    }
+
+    /// The user the authorize endpoint logs in next (`alice`, `bob`, or one added).
+    pub fn login_as(&self, user: &str) {
+        *self.state.login_as.lock().unwrap() = user.to_owned();
+    }
+
+    /// Adds or replaces a user's extra claims.
+    pub fn set_user(&self, user: &str, claims: Value) {
+        self.state
+            .users
+            .lock()
+            .unwrap()
+            .insert(user.to_owned(), claims);
+    }
+
+    /// Lifetime of access tokens issued from now on.
+    pub fn set_access_ttl(&self, secs: u64) {
+        self.state.access_ttl.store(secs, Ordering::SeqCst);
+    }
+
+    /// Claims merged into ID tokens issued from now on (e.g. a wrong `aud`).
+    pub fn set_id_token_overrides(&self, v: Value) {
+        *self.state.id_token_overrides.lock().unwrap() = v;
+    }
+
+    /// Makes the authorize endpoint answer with `error=...`.
+    pub fn set_authorize_error(&self, e: Option<&str>) {
+        *self.state.authorize_error.lock().unwrap() = e.map(str::to_owned);
+    }
+
+    pub fn set_refresh_fails(&self, fail: bool) {
+        self.state.refresh_fails.store(fail, Ordering::SeqCst);
+    }
+
+    pub fn refreshes(&self) -> usize {
+        self.state.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// Query strings of the end-session requests received.
+    pub fn logouts(&self) -> Vec<String> {
+        self.state.logouts.lock().unwrap().clone()
     }
 
     /// The current signing key.
@@ -199,13 +273,239 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     r
 }
 
-fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn default_users() -> std::collections::HashMap<String, Value> {
+    let mut m = std::collections::HashMap::new();
+    m.insert(
+        "alice".to_owned(),
+        json!({
+            "preferred_username": "alice",
+            "email": "alice@example.com",
+            "realm_access": {"roles": ["employee"]},
+            "resource_access": {"gateway": {"roles": ["admin", "user"]}},
+        }),
+    );
+    m.insert(
+        "bob".to_owned(),
+        json!({
+            "preferred_username": "bob",
+            "email": "bob@example.com",
+            "resource_access": {"gateway": {"roles": ["user"]}},
+        }),
+    );
+    m
+}
+
+fn redirect(location: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::FOUND;
+    r.headers_mut().insert(
+        http::header::LOCATION,
+        http::HeaderValue::from_str(location).expect("location"),
+    );
+    r
+}
+
+fn form(s: &str) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(s.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(base).expect("absolute redirect_uri");
+    for (k, v) in pairs {
+        u.query_pairs_mut().append_pair(k, v);
+    }
+    u.to_string()
+}
+
+fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
+    let now = super::now();
+    let extra = s
+        .users
+        .lock()
+        .unwrap()
+        .get(user)
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let ttl = s.access_ttl.load(Ordering::SeqCst);
+    let mut at = json!({
+        "iss": s.issuer, "sub": format!("{user}-id"), "aud": ["gateway", "account"], "azp": "gateway",
+        "iat": now, "exp": now + ttl, "scope": "openid profile email", "typ": "Bearer",
+        "jti": crate::auth::session::random_token(12),
+    });
+    let mut id = json!({
+        "iss": s.issuer, "sub": format!("{user}-id"), "aud": "gateway", "azp": "gateway",
+        "iat": now, "exp": now + 300, "nonce": nonce, "typ": "ID",
+        "jti": crate::auth::session::random_token(12),
+    });
+    if let (Some(e), Some(a), Some(i)) = (extra.as_object(), at.as_object_mut(), id.as_object_mut())
+    {
+        for (k, v) in e {
+            a.insert(k.clone(), v.clone());
+            // Like Keycloak: roles only in the access token.
+            if k != "realm_access" && k != "resource_access" {
+                i.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(o) = s.id_token_overrides.lock().unwrap().as_object() {
+            for (k, v) in o {
+                i.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some("JWT".into());
+    let refresh = crate::auth::session::random_token(24);
+    s.refresh_tokens
+        .lock()
+        .unwrap()
+        .insert(refresh.clone(), format!("{user}\n{nonce}"));
+    json!({
+        "access_token": jsonwebtoken::encode(&header, &at, &key.encoding).expect("sign"),
+        "id_token": jsonwebtoken::encode(&header, &id, &key.encoding).expect("sign"),
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+    })
+}
+
+fn client_authenticated(
+    req_headers: &http::HeaderMap,
+    f: &std::collections::HashMap<String, String>,
+) -> bool {
+    if let Some(basic) = req_headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        use base64::engine::general_purpose::STANDARD;
+        let decoded = STANDARD
+            .decode(basic)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        return decoded == "gateway:gateway-secret";
+    }
+    f.get("client_id").map(String::as_str) == Some("gateway")
+        && f.get("client_secret").map(String::as_str) == Some("gateway-secret")
+}
+
+async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if !s.available.load(Ordering::SeqCst) {
         return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "down"}));
     }
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let headers = req.headers().clone();
+    let body = http_body_util::BodyExt::collect(req.into_body())
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
     let base = format!("{}/protocol/openid-connect", s.issuer);
     match path.strip_prefix("/realms/test").unwrap_or("") {
+        "/protocol/openid-connect/auth" => {
+            let q = form(&query);
+            let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+            if get("client_id") != "gateway"
+                || get("response_type") != "code"
+                || get("code_challenge_method") != "S256"
+                || get("code_challenge").is_empty()
+                || get("nonce").is_empty()
+                || get("state").is_empty()
+                || !get("scope").split(' ').any(|x| x == "openid")
+            {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "invalid_request", "query": query}),
+                );
+            }
+            let redirect_uri = get("redirect_uri");
+            if let Some(e) = s.authorize_error.lock().unwrap().clone() {
+                return redirect(&with_query(
+                    &redirect_uri,
+                    &[("error", &e), ("state", &get("state"))],
+                ));
+            }
+            let code = crate::auth::session::random_token(16);
+            let user = s.login_as.lock().unwrap().clone();
+            s.codes.lock().unwrap().insert(
+                code.clone(),
+                Grant {
+                    user,
+                    redirect_uri: redirect_uri.clone(),
+                    nonce: get("nonce"),
+                    challenge: get("code_challenge"),
+                },
+            );
+            redirect(&with_query(
+                &redirect_uri,
+                &[("code", &code), ("state", &get("state"))],
+            ))
+        }
+        "/protocol/openid-connect/token" => {
+            let f = form(&body);
+            if !client_authenticated(&headers, &f) {
+                return json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "invalid_client"}),
+                );
+            }
+            let key = s.keys.lock().unwrap().last().cloned().expect("a key");
+            match f.get("grant_type").map(String::as_str) {
+                Some("authorization_code") => {
+                    let grant = f
+                        .get("code")
+                        .and_then(|c| s.codes.lock().unwrap().remove(c));
+                    let Some(g) = grant else {
+                        return json_response(
+                            StatusCode::BAD_REQUEST,
+                            &json!({"error": "invalid_grant"}),
+                        );
+                    };
+                    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                    use sha2::Digest;
+                    let computed =
+                        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+                    if computed != g.challenge || f.get("redirect_uri") != Some(&g.redirect_uri) {
+                        return json_response(
+                            StatusCode::BAD_REQUEST,
+                            &json!({"error": "invalid_grant", "error_description": "PKCE or redirect_uri mismatch"}),
+                        );
+                    }
+                    json_response(StatusCode::OK, &issue_tokens(s, &key, &g.user, &g.nonce))
+                }
+                Some("refresh_token") => {
+                    s.refreshes.fetch_add(1, Ordering::SeqCst);
+                    let known = f
+                        .get("refresh_token")
+                        .and_then(|r| s.refresh_tokens.lock().unwrap().get(r).cloned());
+                    match known {
+                        Some(entry) if !s.refresh_fails.load(Ordering::SeqCst) => {
+                            let (user, nonce) = entry.split_once('\n').unwrap_or((&entry, ""));
+                            json_response(StatusCode::OK, &issue_tokens(s, &key, user, nonce))
+                        }
+                        _ => json_response(
+                            StatusCode::BAD_REQUEST,
+                            &json!({"error": "invalid_grant"}),
+                        ),
+                    }
+                }
+                _ => json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "unsupported_grant_type"}),
+                ),
+            }
+        }
+        "/protocol/openid-connect/logout" => {
+            s.logouts.lock().unwrap().push(query.clone());
+            match form(&query).get("post_logout_redirect_uri") {
+                Some(uri) => redirect(uri),
+                None => json_response(StatusCode::OK, &json!({"logged_out": true})),
+            }
+        }
         "/.well-known/openid-configuration" => {
             s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
             json_response(

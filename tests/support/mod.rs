@@ -58,12 +58,38 @@ pub struct Harness {
 
 /// Builds the gateway configuration around a provider and an upstream.
 pub fn config_toml(issuer: &str, upstream: &str, extra: &str) -> String {
+    config_toml_on(
+        "127.0.0.1:0",
+        "http://127.0.0.1:8080",
+        issuer,
+        upstream,
+        extra,
+    )
+}
+
+/// A free port on 127.0.0.1 (for a gateway whose `public_url` must name its own port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The same, listening on `listen` and reachable at `public_url`.
+pub fn config_toml_on(
+    listen: &str,
+    public_url: &str,
+    issuer: &str,
+    upstream: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 admin_listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1:8080"
+public_url = "{public_url}"
 shutdown_grace = "2s"
 
 [upstream]
@@ -104,7 +130,14 @@ impl Harness {
     pub async fn with(extra: &str) -> Harness {
         let idp = TestIdp::start().await;
         let upstream = EchoUpstream::start().await;
-        let toml = config_toml(&idp.issuer(), &upstream.url(), extra);
+        let port = free_port();
+        let toml = config_toml_on(
+            &format!("127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{port}"),
+            &idp.issuer(),
+            &upstream.url(),
+            extra,
+        );
         let gw = server::start(load(&toml)).await.expect("gateway starts");
         let h = Harness { idp, upstream, gw };
         h.wait_ready().await;
@@ -115,6 +148,11 @@ impl Harness {
         self.gw.addr
     }
 
+    /// The gateway's `public_url` (its own address).
+    pub fn public(&self) -> String {
+        format!("http://{}", self.gw.addr)
+    }
+
     /// Polls `/readyz` until it answers 200 (the provider's keys are loaded).
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -123,7 +161,11 @@ impl Harness {
             if r.status == 200 {
                 return;
             }
-            assert!(Instant::now() < deadline, "gateway never became ready: {}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "gateway never became ready: {}",
+                r.body
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -144,7 +186,11 @@ impl Harness {
 
     /// The last request the upstream received, parsed from the echo response.
     pub fn last_seen(&self) -> Seen {
-        self.upstream.seen().last().cloned().expect("the upstream saw a request")
+        self.upstream
+            .seen()
+            .last()
+            .cloned()
+            .expect("the upstream saw a request")
     }
 }
 
@@ -158,7 +204,10 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -167,8 +216,13 @@ impl RawResponse {
 
     /// The echo upstream's report (only for forwarded requests).
     pub fn seen(&self) -> Seen {
-        assert_eq!(self.status, 200, "expected a forwarded request, got {}: {}", self.status, self.body);
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not an echo ({e}): {}", self.body))
+        assert_eq!(
+            self.status, 200,
+            "expected a forwarded request, got {}: {}",
+            self.status, self.body
+        );
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not an echo ({e}): {}", self.body))
     }
 }
 
@@ -196,14 +250,28 @@ pub fn parse_response(buf: &[u8]) -> RawResponse {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    RawResponse { status, headers, body }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -217,4 +285,131 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
     }
     out
+}
+
+impl RawResponse {
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A cookie-keeping client that follows redirects between the gateway and the provider,
+/// the way a browser does (without JavaScript).
+pub struct Browser {
+    pub gateway: SocketAddr,
+    /// The gateway's cookies, by name.
+    pub jar: std::collections::BTreeMap<String, String>,
+    /// Every URL visited by the last `navigate`.
+    pub visited: Vec<String>,
+    /// Extra headers sent with every request.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn new(gateway: SocketAddr) -> Browser {
+        Browser {
+            gateway,
+            jar: Default::default(),
+            visited: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn store_cookies(&mut self, r: &RawResponse) {
+        for sc in r.header_all("set-cookie") {
+            let first = sc.split(';').next().unwrap_or("");
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
+            let removal = sc.contains("Max-Age=0") || value.is_empty();
+            if removal {
+                self.jar.remove(name.trim());
+            } else {
+                self.jar
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+
+    /// One request to an absolute URL (the gateway gets the jar's cookies).
+    pub async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> RawResponse {
+        let u = url::Url::parse(url).expect("absolute URL");
+        let addr: SocketAddr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap())
+            .parse()
+            .unwrap();
+        let target = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        };
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+        if addr == self.gateway && !self.jar.is_empty() {
+            req.push_str(&format!("Cookie: {}\r\n", self.cookie_header()));
+        }
+        for (k, v) in headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .chain(self.extra.clone())
+        {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let r = raw(addr, req.as_bytes()).await;
+        if addr == self.gateway {
+            self.store_cookies(&r);
+        }
+        r
+    }
+
+    /// Navigates to a gateway path as a browser would, following redirects.
+    pub async fn navigate(&mut self, path: &str) -> RawResponse {
+        let url = format!("http://{}{}", self.gateway, path);
+        self.follow("GET", &url).await
+    }
+
+    pub async fn follow(&mut self, method: &str, url: &str) -> RawResponse {
+        self.visited.clear();
+        let mut url = url.to_owned();
+        let mut method = method.to_owned();
+        for _ in 0..10 {
+            self.visited.push(url.clone());
+            let r = self
+                .request(
+                    &method,
+                    &url,
+                    &[("Accept", "text/html,application/xhtml+xml")],
+                )
+                .await;
+            if r.status != 302 {
+                return r;
+            }
+            let loc = r
+                .header("location")
+                .expect("a redirect has a Location")
+                .to_owned();
+            url = url::Url::parse(&url)
+                .unwrap()
+                .join(&loc)
+                .unwrap()
+                .to_string();
+            method = "GET".into();
+        }
+        panic!("redirect loop: {:?}", self.visited);
+    }
 }
