@@ -5,7 +5,6 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -34,9 +33,7 @@ pub struct Metrics {
     upstream_errors: Family<KindLabel, Counter>,
     jwks_fetches: Family<ResultLabel, Counter>,
     token_cache: Family<ResultLabel, Counter>,
-    reloads: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
-    config_hash: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
@@ -85,23 +82,11 @@ impl Metrics {
             "Verified-token cache look-ups by result (hit, miss)",
             token_cache.clone(),
         );
-        let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Configuration reloads by result",
-            reloads.clone(),
-        );
         let session_refreshes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "session_refreshes",
             "Session token refreshes by result",
             session_refreshes.clone(),
-        );
-        let config_hash = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        registry.register(
-            "config_hash",
-            "Hash of the loaded configuration (changes when it changes)",
-            config_hash.clone(),
         );
         Metrics {
             registry,
@@ -111,9 +96,7 @@ impl Metrics {
             upstream_errors,
             jwks_fetches,
             token_cache,
-            reloads,
             session_refreshes,
-            config_hash,
         }
     }
 
@@ -153,14 +136,6 @@ impl Metrics {
         self.session_refreshes
             .get_or_create(&ResultLabel { result })
             .inc();
-    }
-
-    pub fn reload(&self, ok: bool, hash: u64) {
-        let result = if ok { "ok" } else { "error" };
-        self.reloads.get_or_create(&ResultLabel { result }).inc();
-        if ok {
-            self.config_hash.set(hash as i64);
-        }
     }
 
     /// The Prometheus text exposition.

@@ -374,3 +374,19 @@ fn help_is_available_on_every_command() {
         assert!(text(&out.stdout).contains("Usage: portcullis"));
     }
 }
+
+#[test]
+fn the_redis_store_is_refused_until_it_exists() {
+    let f = write(&format!("{BASE}{RULES}\n").replace(
+        "[session]\n",
+        "[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n",
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("error: session.store: \"redis\" is not available in this version"),
+        "{}",
+        text(&out.stderr)
+    );
+}

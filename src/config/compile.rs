@@ -511,7 +511,12 @@ fn session(
     };
     let store = match s.store.as_deref() {
         None | Some("cookie") => SessionStoreKind::Cookie,
-        Some("redis") => SessionStoreKind::Redis,
+        Some("redis") => {
+            // Refused rather than silently treated as "cookie": logout on one replica
+            // would not end the session on the others.
+            d.error("session.store", "\"redis\" is not available in this version; use \"cookie\" (logout then ends a session on the instance that handled it)");
+            SessionStoreKind::Redis
+        }
         Some(other) => {
             d.error(
                 "session.store",
