@@ -144,6 +144,7 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let signals = Signals::install();
         let running = match crate::server::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
@@ -151,7 +152,7 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         tracing::info!("stopped");
@@ -159,24 +160,34 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, installed before the listeners open so that a signal sent as soon
+/// as the gateway says it listens is never lost.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+            #[cfg(unix)]
+            int: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        if let (Some(term), Some(int)) = (self.term.as_mut(), self.int.as_mut()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

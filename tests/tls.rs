@@ -60,11 +60,11 @@ async fn tls_with_http1_and_http2() {
     let (cert, key) = self_signed(dir.path());
     let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
         .replace(
-        "shutdown_grace = \"2s\"",
-        &format!(
+            "shutdown_grace = \"2s\"",
+            &format!(
             "shutdown_grace = \"2s\"\n[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n"
         ),
-    );
+        );
     let gw = portcullis::server::start(support::load(&toml))
         .await
         .expect("starts");
@@ -146,8 +146,7 @@ fn bad_tls_files_are_configuration_errors() {
     let err = portcullis::config::load_figment(figment::Figment::from(
         figment::providers::Toml::string(&toml),
     ))
-    .err()
-    .expect("invalid");
+    .expect_err("invalid");
     let text = err.to_string();
     assert!(text.contains("server.tls.key_file: missing"), "{text}");
 }
