@@ -13,6 +13,7 @@ use crate::auth::jwks::JwksCache;
 use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
 use crate::auth::session::{Revocations, SessionCodec, SessionData};
+use crate::auth::token_cache::TokenCache;
 use crate::config::Config;
 use crate::forward::headers::HeaderPlan;
 use crate::forward::upstream::Upstream;
@@ -28,6 +29,8 @@ pub struct Runtime {
     /// `None` without `[session]`: then no rule may log a browser in.
     pub session: Option<SessionCodec>,
     pub oidc: Oidc,
+    /// Verified bearer tokens of this configuration.
+    pub token_cache: TokenCache,
 }
 
 impl Runtime {
@@ -45,6 +48,7 @@ impl Runtime {
                 SessionCodec::new(s, &config.oidc.issuer, &config.oidc.client_id, revocations)
             }),
             oidc: Oidc::new(&config),
+            token_cache: TokenCache::new(config.tokens.cache_size, config.tokens.leeway.as_secs()),
             config,
         })
     }

@@ -189,7 +189,7 @@ pub async fn authorize(
     path: &NormalizedPath,
     query: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Option<Identity>, Denial> {
+) -> Result<Option<Arc<Identity>>, Denial> {
     let rules = &rt.config.rules;
     let rule = rules.find(method, path).ok_or(Denial::NoRule)?;
     ctx.rule = Some(rule.index);
@@ -214,7 +214,7 @@ pub async fn authorize(
         }
     }
     for r in std::iter::once(rule).chain(extra) {
-        match authz::decide(r, identity.as_ref()) {
+        match authz::decide(r, identity.as_deref()) {
             Decision::Allow(_) => {}
             Decision::Deny(reason) => {
                 if let Some(id) = &identity {
@@ -273,9 +273,14 @@ pub async fn authenticate(
     rt: &Runtime,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
-) -> Result<Option<Identity>, Denial> {
+) -> Result<Option<Arc<Identity>>, Denial> {
     match auth::extract(headers).map_err(|_| Denial::AmbiguousCredentials)? {
         Credential::Bearer(token) => {
+            if let Some(id) = rt.token_cache.get(token) {
+                gw.metrics.token_cache(true);
+                return Ok(Some(id));
+            }
+            gw.metrics.token_cache(false);
             let claims = rt
                 .bearer
                 .validate(token, &gw.jwks)
@@ -290,10 +295,14 @@ pub async fn authenticate(
             let mut id = Identity::from_claims(claims, &rt.config.tokens);
             id.access_token = Some(token.to_owned());
             id.from_bearer = true;
+            let id = Arc::new(id);
+            rt.token_cache.insert(token, id.clone());
             Ok(Some(id))
         }
-        Credential::OtherAuthorization => Ok(None),
-        Credential::None => Ok(session_identity(gw, rt, ctx, headers).await),
+        // Basic and other schemes are not the gateway's: the session cookie decides.
+        Credential::OtherAuthorization | Credential::None => {
+            Ok(session_identity(gw, rt, ctx, headers).await.map(Arc::new))
+        }
     }
 }
 
@@ -394,7 +403,7 @@ async fn forward(
     ctx: &mut RequestContext,
     mut req: Request<Incoming>,
     path: &NormalizedPath,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
 ) -> Result<Response<Body>, Denial> {
     let websocket = hdr::is_websocket_upgrade(req.headers());
     if websocket && identity.as_ref().is_some_and(|id| !id.from_bearer) {

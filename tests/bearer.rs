@@ -420,3 +420,33 @@ async fn provider_down_at_start_means_503_until_it_comes_back() {
     h.wait_ready().await;
     assert_eq!(h.get_bearer("/api/private", &t).await.status, 200);
 }
+
+#[tokio::test]
+async fn verified_tokens_are_cached_but_never_beyond_their_expiry() {
+    let h = Harness::with_edit(support::TUTORIAL_RULES, |t| {
+        t.replace("[tokens]\n", "[tokens]\nleeway = \"1s\"\n")
+    })
+    .await;
+    let mut c = h.idp.claims("svc", "gateway", "");
+    c["exp"] = json!(now() + 2);
+    let t = h.idp.mint(&c);
+    assert_eq!(h.get_bearer("/api/private", &t).await.status, 200);
+    assert_eq!(h.get_bearer("/api/private", &t).await.status, 200);
+    let m = support::get(h.gw.admin_addr, "/metrics", &[]).await.body;
+    assert!(
+        m.contains("portcullis_token_cache_total{result=\"hit\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_token_cache_total{result=\"miss\"} 1"),
+        "{m}"
+    );
+    // Past exp + leeway the cached entry is not used: the token is refused.
+    let exp = c["exp"].as_u64().unwrap();
+    while now() <= exp + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = h.get_bearer("/api/private", &t).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["error_description"], "the token has expired");
+}

@@ -10,6 +10,7 @@ pub mod jwks;
 pub mod oidc;
 pub mod provider;
 pub mod session;
+pub mod token_cache;
 
 use http::header::{self, HeaderMap};
 use serde_json::{Map, Value};

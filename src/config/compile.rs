@@ -448,6 +448,7 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
         ),
         roles_claims: paths,
         jwks_refresh,
+        cache_size: t.cache_size.unwrap_or(10_000),
     }
 }
 

@@ -82,6 +82,8 @@ pub struct TokenSettings {
     pub leeway: Duration,
     pub roles_claims: Vec<ClaimPath>,
     pub jwks_refresh: Duration,
+    /// Verified tokens kept to skip signature checks for repeated tokens; 0 disables.
+    pub cache_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,7 @@ pub struct RawTokens {
     pub leeway: Option<String>,
     pub roles_claims: Option<Vec<String>>,
     pub jwks_refresh: Option<String>,
+    pub cache_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -128,16 +128,21 @@ impl Harness {
 
     /// Same, with other rules or settings appended to the base configuration.
     pub async fn with(extra: &str) -> Harness {
+        Self::with_edit(extra, |t| t).await
+    }
+
+    /// Same, with the whole configuration text passed through `edit` first.
+    pub async fn with_edit(extra: &str, edit: impl FnOnce(String) -> String) -> Harness {
         let idp = TestIdp::start().await;
         let upstream = EchoUpstream::start().await;
         let port = free_port();
-        let toml = config_toml_on(
+        let toml = edit(config_toml_on(
             &format!("127.0.0.1:{port}"),
             &format!("http://127.0.0.1:{port}"),
             &idp.issuer(),
             &upstream.url(),
             extra,
-        );
+        ));
         let gw = server::start(load(&toml)).await.expect("gateway starts");
         let h = Harness { idp, upstream, gw };
         h.wait_ready().await;
