@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Load benchmark: portcullis against a do-nothing pass-through proxy, in the same run on
+# the same machine, both in front of the same small upstream.
+#
+#   bash benches/load/run.sh            # 10 s per run at 32 and 256 connections
+#   DURATION=5s CONNS="32" bash benches/load/run.sh
+#   WRITE=docs/performance.md bash benches/load/run.sh   # also write the results there
+#
+# Scenarios (each alternated with a baseline run through the pass-through proxy):
+#   public   public rule, no credential
+#   bearer   valid RS256 bearer token, scope rule, roles extraction (repeated token: cached)
+#   session  valid encrypted session cookie, role rule
+#   deny     no credential on a protected path (401)
+# Reported: requests/s, p50/p99 latency, the proxy's peak RSS, and the ratio of each
+# portcullis scenario to the baseline run next to it. Then the RSS with IDLE (default
+# 10000) idle keep-alive connections open.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-"32 256"}
+THREADS=${THREADS:-2}
+IDLE=${IDLE:-10000}
+WRITE=${WRITE:-}
+
+if ! command -v wrk >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        echo "wrk is missing: install it (Debian: apt-get install wrk)" >&2
+        exit 1
+    fi
+fi
+
+echo "building release binaries..." >&2
+cargo build --release --quiet --bin portcullis --example passthrough --example bench_upstream --example bench_env --features test-util
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { # url, expected status
+    for _ in $(seq 1 200); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
+        [ "$code" = "$2" ] && return 0
+        sleep 0.05
+    done
+    echo "no $2 from $1" >&2; return 1
+}
+
+ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
+U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
+SECRET="bench-session-secret-0123456789abcdef"
+target/release/examples/bench_upstream "127.0.0.1:$U" & pids+=($!)
+target/release/examples/passthrough "127.0.0.1:$P" "http://127.0.0.1:$U" & pids+=($!)
+target/release/examples/bench_env "$tmp/env" "$SECRET" & pids+=($!)
+for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
+# shellcheck disable=SC1091
+. "$tmp/env"
+
+cat > "$tmp/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$G"
+admin_listen = "127.0.0.1:$A"
+public_url = "http://127.0.0.1:$G"
+[upstream]
+url = "http://127.0.0.1:$U"
+[oidc]
+issuer = "$ISSUER"
+client_id = "gateway"
+client_secret = "bench"
+[session]
+secret = "$SECRET"
+refresh = false
+[log]
+level = "warn"
+[[rule]]
+path = "/public/**"
+access = "public"
+[[rule]]
+path = "/api/**"
+scopes = ["test_api_access"]
+any_roles = ["user"]
+login = "deny"
+[[rule]]
+path = "/app/**"
+roles = ["admin"]
+TOML
+target/release/portcullis serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
+PT=${pids[1]}
+wait_http "http://127.0.0.1:$A/readyz" 200
+wait_http "http://127.0.0.1:$P/" 200
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$G/api/x" >/dev/null
+curl -sf -H "Cookie: $COOKIE" "http://127.0.0.1:$G/app/x" >/dev/null
+
+hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# run NAME CONNS URL [header...] -> prints "rps p50 p99"
+run() {
+    local conns=$1 url=$2; shift 2
+    local hdrs=()
+    for h in "$@"; do hdrs+=(-H "$h"); done
+    wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${hdrs[@]}" "$url" >/dev/null 2>&1
+    local out
+    out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${hdrs[@]}" "$url")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    echo "$rps $p50 $p99"
+}
+
+to_ms() { # 1.23ms / 456.00us / 1.2s -> ms
+    awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+
+results="$tmp/results.md"
+{
+    echo "| connections | scenario | req/s | p50 ms | p99 ms | baseline req/s | baseline p99 ms | ratio | p99 delta ms | peak RSS MB |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+} > "$results"
+
+for c in $CONNS; do
+    for scenario in public bearer session deny; do
+        read -r brps bp50 bp99 < <(run "$c" "http://127.0.0.1:$P/public/x")
+        case $scenario in
+            public)  read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/public/x") ;;
+            bearer)  read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/api/x" "Authorization: Bearer $TOKEN") ;;
+            session) read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/app/x" "Cookie: $COOKIE") ;;
+            deny)    read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/api/x") ;;
+        esac
+        ratio=$(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.2f", a/b }')
+        delta=$(awk -v a="$(to_ms "$p99")" -v b="$(to_ms "$bp99")" 'BEGIN { printf "%+.3f", a-b }')
+        line="| $c | $scenario | $rps | $(to_ms "$p50") | $(to_ms "$p99") | $brps | $(to_ms "$bp99") | $ratio | $delta | $(hwm "$GW") |"
+        echo "$line" | tee -a "$results" >&2
+    done
+done
+
+echo "baseline (pass-through) peak RSS: $(hwm "$PT") MB" >&2
+echo "portcullis peak RSS under load: $(hwm "$GW") MB" >&2
+
+idle_line=""
+if [ "$IDLE" -gt 0 ]; then
+    before=$(rss "$GW")
+    python3 - "$G" "$IDLE" "$tmp/idle.done" <<'PY' &
+import socket, sys, time, os
+port, n, done = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+req = b"GET /public/x HTTP/1.1\r\nHost: bench\r\n\r\n"
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    socks.append(s)
+for s in socks:  # read each response so the connection is idle, kept alive
+    s.settimeout(10)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+open(done, "w").write(str(len(socks)))
+time.sleep(30)
+PY
+    idle_pid=$!; pids+=($idle_pid)
+    for _ in $(seq 1 1200); do [ -s "$tmp/idle.done" ] && break; sleep 0.1; done
+    held=$(cat "$tmp/idle.done" 2>/dev/null || echo 0)
+    idle_line="$held idle keep-alive connections: RSS $(rss "$GW") MB (before: $before MB)"
+    echo "$idle_line" >&2
+    kill "$idle_pid" 2>/dev/null || true
+fi
+
+if [ -n "$WRITE" ]; then
+    {
+        echo "## Load benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS, $DURATION per run)"
+        echo
+        echo "Command: \`DURATION=$DURATION CONNS=\"$CONNS\" bash benches/load/run.sh\`"
+        echo
+        cat "$results"
+        echo
+        echo "- baseline (pass-through) peak RSS: $(hwm "$PT") MB; portcullis peak RSS under load: $(hwm "$GW") MB"
+        [ -n "$idle_line" ] && echo "- $idle_line"
+    } > "$WRITE.new"
+    echo "results written to $WRITE.new" >&2
+fi
+cat "$results"

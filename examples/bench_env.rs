@@ -1,0 +1,70 @@
+//! The identity side of the load benchmark: an in-process OpenID provider (discovery and
+//! JWKS with a key made at start), a valid RS256 bearer token with a scope and roles, and
+//! a valid encrypted session cookie for the same configuration. Writes them as shell
+//! variables to the file named by the first argument, then serves until killed.
+//!
+//! ```sh
+//! cargo run --release --features test-util --example bench_env -- /tmp/bench.env SESSION_SECRET
+//! ```
+
+use portcullis::auth::session::{random_token, SessionCodec, SessionData};
+use portcullis::config::{SameSite, Secret, SessionSettings, SessionStoreKind};
+use portcullis::testing::{now, TestIdp};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let out = args.next().unwrap_or_else(|| "bench.env".into());
+    let secret = args
+        .next()
+        .unwrap_or_else(|| "bench-session-secret-0123456789abcdef".into());
+    let idp = TestIdp::start().await;
+    let mut claims = idp.claims("bench-client", "gateway", "openid test_api_access");
+    claims["exp"] = json!(now() + 24 * 3600);
+    claims["preferred_username"] = json!("bench");
+    claims["realm_access"] = json!({"roles": ["user", "offline_access"]});
+    claims["resource_access"] = json!({"gateway": {"roles": ["admin", "user"]}});
+    let token = idp.mint(&claims);
+    let mut id_claims = claims.clone();
+    id_claims["typ"] = json!("ID");
+    let id_token = idp.mint(&id_claims);
+
+    let settings = SessionSettings {
+        secret: Secret::new(secret),
+        cookie_name: "portcullis".into(),
+        lifetime: std::time::Duration::from_secs(24 * 3600),
+        secure: false,
+        same_site: SameSite::Lax,
+        refresh: false,
+        store: SessionStoreKind::Cookie,
+        redis_url: None,
+    };
+    let codec = SessionCodec::new(&settings, &idp.issuer(), "gateway", Default::default());
+    let data = SessionData {
+        sid: random_token(18),
+        iat: now(),
+        exp: now() + 24 * 3600,
+        id_token,
+        access_token: Some(token.clone()),
+        refresh_token: None,
+        at_exp: Some(now() + 24 * 3600),
+    };
+    let cookies: Vec<String> = codec
+        .seal(&data, 0)
+        .iter()
+        .map(|c| c.split(';').next().unwrap_or("").to_owned())
+        .collect();
+    std::fs::write(
+        &out,
+        format!(
+            "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\n",
+            idp.issuer(),
+            token,
+            cookies.join("; ")
+        ),
+    )?;
+    // Serve discovery and JWKS until the benchmark kills this process.
+    std::future::pending::<()>().await;
+    Ok(())
+}
