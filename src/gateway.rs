@@ -13,7 +13,7 @@ use crate::auth::jwks::JwksCache;
 use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
 use crate::auth::session::{Revocations, SessionCodec, SessionData};
-use crate::auth::token_cache::TokenCache;
+use crate::auth::token_cache::{SessionCache, TokenCache};
 use crate::config::Config;
 use crate::forward::headers::HeaderPlan;
 use crate::forward::upstream::Upstream;
@@ -31,6 +31,8 @@ pub struct Runtime {
     pub oidc: Oidc,
     /// Verified bearer tokens of this configuration.
     pub token_cache: TokenCache,
+    /// Decrypted session cookies of this configuration.
+    pub session_cache: SessionCache,
 }
 
 impl Runtime {
@@ -49,6 +51,7 @@ impl Runtime {
             }),
             oidc: Oidc::new(&config),
             token_cache: TokenCache::new(config.tokens.cache_size, config.tokens.leeway.as_secs()),
+            session_cache: SessionCache::new(config.tokens.cache_size),
             config,
         })
     }

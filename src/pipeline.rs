@@ -21,7 +21,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::auth::session::{SessionData, SessionLookup};
+use crate::auth::session::{SealedSession, SessionData, SessionLookup};
 use crate::auth::{self, Credential, Identity};
 use crate::authz::{self, Decision, DenyReason};
 use crate::endpoints;
@@ -301,7 +301,7 @@ pub async fn authenticate(
         }
         // Basic and other schemes are not the gateway's: the session cookie decides.
         Credential::OtherAuthorization | Credential::None => {
-            Ok(session_identity(gw, rt, ctx, headers).await.map(Arc::new))
+            Ok(session_identity(gw, rt, ctx, headers).await)
         }
     }
 }
@@ -312,9 +312,26 @@ async fn session_identity(
     rt: &Runtime,
     ctx: &mut RequestContext,
     headers: &HeaderMap,
-) -> Option<Identity> {
+) -> Option<Arc<Identity>> {
     let codec = rt.session.as_ref()?;
-    let (data, chunks) = match codec.open(headers) {
+    let (sealed, chunks) = match codec.read(headers) {
+        SealedSession::None => return None,
+        SealedSession::Malformed { chunks } => {
+            ctx.set_cookies.extend(codec.clear(chunks));
+            return None;
+        }
+        SealedSession::Sealed { sealed, chunks } => (sealed, chunks),
+    };
+    // Fast path: this exact cookie was decrypted before and nothing about it changed.
+    let key = rt.session_cache.key(&sealed);
+    if let Some(hit) = rt.session_cache.get(&key) {
+        let now = crate::unix_now();
+        let fresh = hit.data.at_exp.is_none_or(|t| t > now + 5) || !codec.settings().refresh;
+        if hit.data.exp > now && fresh && !codec.is_revoked(&hit.data.sid) {
+            return Some(hit.identity.clone());
+        }
+    }
+    let (data, chunks) = match codec.unseal(&sealed, chunks) {
         SessionLookup::None => return None,
         SessionLookup::Invalid { chunks } => {
             ctx.set_cookies.extend(codec.clear(chunks));
@@ -337,9 +354,11 @@ async fn session_identity(
             }
         }
     } else {
-        data
+        let identity = Arc::new(Identity::from_session(&data, &rt.config.tokens)?);
+        rt.session_cache.insert(key, data, identity.clone());
+        return Some(identity);
     };
-    Identity::from_session(&data, &rt.config.tokens)
+    Identity::from_session(&data, &rt.config.tokens).map(Arc::new)
 }
 
 /// Refreshes a session's tokens once, however many requests ask at the same time.

@@ -115,6 +115,14 @@ impl Revocations {
     }
 }
 
+/// The session cookies of a request, re-assembled but still sealed.
+#[derive(Debug)]
+pub enum SealedSession {
+    None,
+    Malformed { chunks: usize },
+    Sealed { sealed: String, chunks: usize },
+}
+
 /// Seals and opens session and login cookies.
 pub struct SessionCodec {
     key: Key,
@@ -256,29 +264,47 @@ impl SessionCodec {
 
     /// Reads and checks the session cookies.
     pub fn open(&self, headers: &HeaderMap) -> SessionLookup {
+        match self.read(headers) {
+            SealedSession::None => SessionLookup::None,
+            SealedSession::Malformed { chunks } => SessionLookup::Invalid { chunks },
+            SealedSession::Sealed { sealed, chunks } => self.unseal(&sealed, chunks),
+        }
+    }
+
+    /// Re-assembles the sealed session value from its cookies, without decrypting it.
+    pub fn read(&self, headers: &HeaderMap) -> SealedSession {
         let cookies = request_cookies(headers);
         let Some(first) = cookies.get(self.settings.cookie_name.as_str()) else {
-            return SessionLookup::None;
+            return SealedSession::None;
         };
-        let invalid = |chunks| SessionLookup::Invalid { chunks };
+        let malformed = |chunks| SealedSession::Malformed { chunks };
         let Some((count, part0)) = first.split_once('.') else {
-            return invalid(1);
+            return malformed(1);
         };
         let Ok(count) = count.parse::<usize>() else {
-            return invalid(1);
+            return malformed(1);
         };
         if count == 0 || count > MAX_CHUNKS {
-            return invalid(1);
+            return malformed(1);
         }
         let mut sealed = String::with_capacity(count * CHUNK);
         sealed.push_str(part0);
         for i in 1..count {
             match cookies.get(self.chunk_name(i).as_str()) {
                 Some(p) => sealed.push_str(p),
-                None => return invalid(count),
+                None => return malformed(count),
             }
         }
-        let Some(json) = self.decrypt(&self.settings.cookie_name, &sealed) else {
+        SealedSession::Sealed {
+            sealed,
+            chunks: count,
+        }
+    }
+
+    /// Decrypts and checks a sealed session value.
+    pub fn unseal(&self, sealed: &str, count: usize) -> SessionLookup {
+        let invalid = |chunks| SessionLookup::Invalid { chunks };
+        let Some(json) = self.decrypt(&self.settings.cookie_name, sealed) else {
             return invalid(count);
         };
         let Ok(data) = serde_json::from_str::<SessionData>(&json) else {

@@ -58,3 +58,42 @@ impl TokenCache {
         self.len() == 0
     }
 }
+
+/// A decrypted session cookie with the identity built from it.
+pub struct CachedSession {
+    pub data: super::session::SessionData,
+    pub identity: Arc<Identity>,
+}
+
+/// Decrypted session cookies by the SHA-256 of their sealed value, so a browser's repeated
+/// requests skip decryption and JSON decoding. Expiry, refresh and revocation are still
+/// checked on every hit by the caller.
+pub struct SessionCache {
+    cache: Cache<[u8; 32], Arc<CachedSession>>,
+}
+
+impl SessionCache {
+    pub fn new(capacity: usize) -> SessionCache {
+        SessionCache {
+            cache: Cache::new(capacity.max(1)),
+        }
+    }
+
+    pub fn key(&self, sealed: &str) -> [u8; 32] {
+        Sha256::digest(sealed.as_bytes()).into()
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<CachedSession>> {
+        self.cache.get(key)
+    }
+
+    pub fn insert(
+        &self,
+        key: [u8; 32],
+        data: super::session::SessionData,
+        identity: Arc<Identity>,
+    ) {
+        self.cache
+            .insert(key, Arc::new(CachedSession { data, identity }));
+    }
+}
