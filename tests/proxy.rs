@@ -211,3 +211,65 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         "the listener is closed"
     );
 }
+
+#[tokio::test]
+async fn forward_auth_decides_for_the_asking_proxy() {
+    // Untrusted caller: 403 whatever it asks.
+    let h = Harness::start().await;
+    let r = h
+        .get("/oauth2/auth", &[("X-Forwarded-Uri", "/api/public")])
+        .await;
+    assert_eq!(r.status, 403);
+
+    let h = Harness::with_edit(support::TUTORIAL_RULES, |t| {
+        t.replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        )
+    })
+    .await;
+    let t = h.token("svc", "test_api_access");
+    let auth = format!("Bearer {t}");
+    let r = h
+        .get(
+            "/oauth2/auth",
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", "/api/private-scoped/x?y=1"),
+                ("Authorization", &auth),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-auth-subject"), Some("svc"));
+    assert_eq!(r.header("x-auth-scopes"), Some("test_api_access"));
+    // nginx spelling, no credential.
+    let r = h
+        .get(
+            "/oauth2/auth",
+            &[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/api/private"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"portcullis\"")
+    );
+    // Path tricks are judged after normalization, or refused.
+    let r = h
+        .get("/oauth2/auth", &[("X-Forwarded-Uri", "/api/../../admin/x")])
+        .await;
+    assert_eq!(r.status, 400);
+    let r = h
+        .get("/oauth2/auth", &[("X-Forwarded-Uri", "/public/../admin/x")])
+        .await;
+    assert_eq!(r.status, 401);
+    let r = h
+        .get("/oauth2/auth", &[("X-Forwarded-Uri", "/api/public")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(h.upstream.count(), 0, "forward-auth never forwards");
+}
