@@ -31,7 +31,8 @@
 // The browser is closed and the process exits when stdin ends (for example because the
 // test that started it died), on "close", on SIGTERM/SIGINT, or after E2E_MAX_MS
 // (default 300000) in any case. Other settings: E2E_TIMEOUT_MS per step (default 30000),
-// CHROMIUM_PATH (default /usr/bin/chromium).
+// CHROMIUM_PATH (default /usr/bin/chromium), E2E_TRACE (log each command and its time on
+// stderr). Every answer also has "ms", the time the command took.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -208,13 +209,16 @@ for await (const line of rl) {
     out({ ok: true, closed: true });
     await shutdown(0);
   }
+  const t0 = Date.now();
   try {
-    out({ ok: true, ...(await run(c)) });
+    const r = await run(c);
+    out({ ok: true, ...r, ms: Date.now() - t0 });
   } catch (e) {
     const error = String(e && e.message ? e.message : e);
     const snap = await snapshot(`${c.shot || c.cmd}-error`).catch(() => ({}));
-    out({ ok: false, error, ...snap });
+    out({ ok: false, error, ...snap, ms: Date.now() - t0 });
   }
+  if (process.env.E2E_TRACE) process.stderr.write(`session.mjs: ${c.cmd} ${c.path ?? c.url ?? ''} ${Date.now() - t0} ms\n`);
 }
 // stdin ended: the test is done (or gone).
 await shutdown(0);
