@@ -61,7 +61,9 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
                 let gw = gw.clone();
                 // Boxed so that an idle connection does not carry the full size of the
                 // request pipeline's state machine.
-                Box::pin(async move { Ok::<_, std::convert::Infallible>(pipeline::handle(gw, conn, req).await) })
+                Box::pin(async move {
+                    Ok::<_, std::convert::Infallible>(pipeline::handle(gw, conn, req).await)
+                })
             });
             let result = match tls {
                 None => {
