@@ -444,25 +444,6 @@ async fn forward(
             return Err(Denial::Forbidden("websocket_origin"));
         }
     }
-    if websocket && identity.as_ref().is_some_and(|id| !id.from_bearer) {
-        // A cookie rides along on cross-site requests; the Origin shows where it came from.
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        if origin
-            != Some(
-                rt.config
-                    .server
-                    .public_url
-                    .origin()
-                    .ascii_serialization()
-                    .as_str(),
-            )
-        {
-            return Err(Denial::Forbidden("websocket_origin"));
-        }
-    }
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let query = req.uri().query().map(str::to_owned);
     let authority = req.uri().authority().cloned();

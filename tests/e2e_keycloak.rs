@@ -15,7 +15,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -80,21 +80,7 @@ impl Env {
 
     /// Polls the admin `/readyz` until 200 (discovery done, Keycloak's keys loaded).
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = support::get(self.gw.admin_addr, "/readyz", &[]).await;
-            if r.status == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway never became ready against {}: {} {}",
-                self.kc,
-                r.status,
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        support::wait_ready(self.gw.admin_addr, Duration::from_secs(30)).await;
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> RawResponse {

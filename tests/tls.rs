@@ -68,9 +68,7 @@ async fn tls_with_http1_and_http2() {
     let gw = portcullis::server::start(support::load(&toml))
         .await
         .expect("starts");
-    while support::get(gw.admin_addr, "/readyz", &[]).await.status != 200 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    support::wait_ready(gw.admin_addr, std::time::Duration::from_secs(20)).await;
 
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&cert).unwrap() {

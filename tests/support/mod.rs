@@ -231,6 +231,24 @@ impl RawResponse {
     }
 }
 
+/// Polls a gateway's admin `/readyz` until it answers 200 (discovery done, keys loaded).
+pub async fn wait_ready(admin: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = get(admin, "/readyz", &[]).await;
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never became ready: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
