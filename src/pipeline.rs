@@ -484,7 +484,12 @@ async fn forward(
         .upstream
         .uri_for(path.as_str(), query.as_deref())
         .ok_or(Denial::BadRequest("the request target cannot be forwarded"))?;
-    parts.version = Version::HTTP_11;
+    parts.version = rt.upstream.version;
+    if parts.version == Version::HTTP_2 {
+        // Over HTTP/2 the upstream's address is the `:authority`; the client's host
+        // travels in X-Forwarded-Host.
+        parts.headers.remove(header::HOST);
+    }
 
     let (mut resp, took) = rt
         .upstream

@@ -273,3 +273,23 @@ async fn forward_auth_decides_for_the_asking_proxy() {
     assert_eq!(r.status, 200);
     assert_eq!(h.upstream.count(), 0, "forward-auth never forwards");
 }
+
+#[tokio::test]
+async fn http2_to_the_upstream_when_configured() {
+    let h = Harness::with_edit(support::TUTORIAL_RULES, |t| {
+        t.replace("[upstream]\n", "[upstream]\nhttp2 = true\n")
+    })
+    .await;
+    let t = h.token("svc", "");
+    let seen = h.get_bearer("/api/private?q=1", &t).await.seen();
+    assert_eq!(seen.version, "HTTP/2.0");
+    assert_eq!(seen.target, "/api/private?q=1");
+    assert_eq!(seen.header("x-auth-subject"), Some("svc"));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(h.addr().to_string().as_str())
+    );
+    // The default stays HTTP/1.1.
+    let h1 = Harness::start().await;
+    assert_eq!(h1.get("/api/public", &[]).await.seen().version, "HTTP/1.1");
+}

@@ -317,6 +317,7 @@ fn upstream(raw: &RawConfig, d: &mut Diagnostics) -> UpstreamSettings {
             u.connect_timeout.as_deref(),
             Duration::from_secs(5),
         ),
+        http2: u.http2,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct UpstreamSettings {
     pub url: Url,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// HTTP/2 to the upstream (h2c prior knowledge over plain TCP); WebSocket upgrades
+    /// still need HTTP/1.1 and are refused with 502 then.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -53,6 +53,8 @@ pub struct RawUpstream {
     pub url: Option<String>,
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
+    /// Speak HTTP/2 to the upstream: h2c (prior knowledge) for http://, h2 for https://.
+    pub http2: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

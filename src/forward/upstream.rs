@@ -45,6 +45,8 @@ pub struct Upstream {
     /// The URL's path without its trailing `/`, prefixed to every forwarded path.
     base_path: String,
     timeout: Duration,
+    /// The version requests are sent with (HTTP/2 when `upstream.http2`).
+    pub version: http::Version,
 }
 
 impl Upstream {
@@ -67,7 +69,9 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.http2_only(s.http2);
+        let client = builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -90,6 +94,11 @@ impl Upstream {
             authority,
             base_path: s.url.path().trim_end_matches('/').to_owned(),
             timeout: s.timeout,
+            version: if s.http2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            },
         })
     }
 

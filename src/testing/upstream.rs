@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Seen {
     pub method: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    #[serde(default)]
+    pub version: String,
     /// Path and query exactly as received.
     pub target: String,
     /// Header names (lower case) and values in order.
@@ -68,10 +71,12 @@ impl EchoUpstream {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(answer(s, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    // HTTP/1.1 with upgrades, or HTTP/2 with prior knowledge (h2c).
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
                 });
             }
         });
@@ -109,6 +114,7 @@ async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Resp
         })
         .collect();
     let method = req.method().to_string();
+    let version = format!("{:?}", req.version());
     let is_ws = req.uri().path() == "/ws";
     let upgrade = is_ws.then(|| hyper::upgrade::on(&mut req));
     let body = if is_ws {
@@ -122,6 +128,7 @@ async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Resp
     };
     let s = Seen {
         method,
+        version,
         target: target.clone(),
         headers,
         body,
