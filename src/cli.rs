@@ -152,6 +152,16 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let gw = running.gateway.clone();
+        gw.metrics
+            .set_config_hash(crate::server::reload::fingerprint(path, env).unwrap_or(0));
+        tokio::spawn(crate::server::reload::watch(
+            gw,
+            path.to_path_buf(),
+            env.clone(),
+            std::time::Duration::from_secs(2),
+            running.shutdown_handle().subscribe(),
+        ));
         signals.wait().await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
@@ -171,6 +181,13 @@ struct Signals {
 
 impl Signals {
     fn install() -> Signals {
+        // Registering SIGHUP once replaces its default action (terminate) for the life of
+        // the process, so a reload signal sent early never kills the gateway; the reload
+        // watcher listens for it later.
+        #[cfg(unix)]
+        drop(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ));
         Signals {
             #[cfg(unix)]
             term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),

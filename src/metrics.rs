@@ -34,6 +34,8 @@ pub struct Metrics {
     jwks_fetches: Family<ResultLabel, Counter>,
     token_cache: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    config_hash: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
@@ -82,6 +84,20 @@ impl Metrics {
             "Verified-token cache look-ups by result (hit, miss)",
             token_cache.clone(),
         );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
+        let config_hash =
+            prometheus_client::metrics::gauge::Gauge::<i64, std::sync::atomic::AtomicI64>::default(
+            );
+        registry.register(
+            "config_hash",
+            "Hash of the loaded configuration file and overrides (changes when they change)",
+            config_hash.clone(),
+        );
         let session_refreshes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "session_refreshes",
@@ -97,6 +113,8 @@ impl Metrics {
             jwks_fetches,
             token_cache,
             session_refreshes,
+            reloads,
+            config_hash,
         }
     }
 
@@ -129,6 +147,20 @@ impl Metrics {
         self.token_cache
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// A reload attempt; `hash` is the loaded configuration's when it succeeded.
+    pub fn reload(&self, hash: Option<u64>) {
+        let result = if hash.is_some() { "ok" } else { "error" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+        if let Some(h) = hash {
+            self.set_config_hash(h);
+        }
+    }
+
+    pub fn set_config_hash(&self, hash: u64) {
+        // The gauge is signed; keep 52 bits so the value survives float-based scrapers.
+        self.config_hash.set((hash & ((1 << 52) - 1)) as i64);
     }
 
     pub fn session_refresh(&self, ok: bool) {

@@ -390,3 +390,74 @@ fn the_redis_store_is_refused_until_it_exists() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (main, admin) = (port(0), port(1));
+    let config = |extra: &str| {
+        format!("{BASE}{extra}")
+            .replace(
+                "admin_listen = \"127.0.0.1:0\"",
+                &format!("admin_listen = \"127.0.0.1:{admin}\""),
+            )
+            .replace(
+                "\nlisten = \"127.0.0.1:0\"",
+                &format!("\nlisten = \"127.0.0.1:{main}\""),
+            )
+    };
+    let f = write(&config(RULES));
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c", f.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        std::io::Write::write_all(
+            &mut s,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .ok()?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+        Some(out)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let wait_for = |needle: &str| loop {
+        if metrics().is_some_and(|m| m.contains(needle)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never saw {needle}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    wait_for("portcullis_config_hash");
+    std::fs::write(
+        f.path(),
+        config(&RULES.replace("path = \"/api/public\"", "path = \"/api/open\"")),
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("portcullis_config_reloads_total{result=\"ok\"} 1");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "still running after SIGHUP, clean exit on SIGTERM"
+    );
+}

@@ -38,6 +38,15 @@ impl EnvOverrides {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Feeds the configuration variables (not `PORTCULLIS_CONFIG`) into a hasher.
+    pub fn hash_into(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let mut vars: Vec<&(String, String)> =
+            self.vars.iter().filter(|(k, _)| k.contains("__")).collect();
+        vars.sort();
+        vars.hash(h);
+    }
+
     pub fn provider(&self) -> EnvProvider {
         EnvProvider(self.clone())
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod listener;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

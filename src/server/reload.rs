@@ -1,0 +1,144 @@
+//! Hot reload: on SIGHUP, and when the configuration file's contents change (polled, so
+//! editors that replace the file by rename are seen too), the configuration is read and
+//! validated again and swapped in atomically. Requests in flight finish with the
+//! configuration they started with; connections are not touched. An invalid configuration
+//! is logged with every error and the old one keeps serving.
+//!
+//! Settings bound to sockets or read once at start (listen addresses, TLS files, header
+//! limits, shutdown grace) are reported as needing a restart and keep their old values;
+//! a changed `oidc.issuer` or `tokens.jwks_refresh` refuses the whole reload, because the
+//! provider's keys belong to the issuer the process started with.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{self, ConfigError, ConfigErrors, EnvOverrides};
+use crate::gateway::{Gateway, Runtime};
+
+/// A hash of the configuration file's bytes and the overrides; `None` if unreadable.
+pub fn fingerprint(path: &Path, env: &EnvOverrides) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    env.hash_into(&mut h);
+    Some(h.finish())
+}
+
+/// Loads and applies the configuration. Returns the keys whose new values need a restart.
+pub fn reload(
+    gw: &Gateway,
+    path: &Path,
+    env: &EnvOverrides,
+) -> Result<Vec<&'static str>, ConfigErrors> {
+    let result = apply(gw, path, env);
+    match &result {
+        Ok(restart) => {
+            gw.metrics.reload(Some(fingerprint(path, env).unwrap_or(0)));
+            tracing::info!(path = %path.display(), "configuration reloaded");
+            for key in restart {
+                tracing::warn!(
+                    key,
+                    "this setting changed but only takes effect after a restart"
+                );
+            }
+        }
+        Err(errors) => {
+            gw.metrics.reload(None);
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload refused; the previous configuration keeps serving");
+            }
+        }
+    }
+    result
+}
+
+fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static str>, ConfigErrors> {
+    let new = config::load(path, env)?;
+    let old = gw.runtime();
+    let (o, n) = (&old.config, &new);
+    let refuse = |key: &str, what: &str| {
+        ConfigErrors(vec![ConfigError {
+            key: key.to_owned(),
+            message: format!("{what} cannot change while running; restart the gateway"),
+        }])
+    };
+    if o.oidc.issuer != n.oidc.issuer {
+        return Err(refuse("oidc.issuer", "the issuer"));
+    }
+    if o.tokens.jwks_refresh != n.tokens.jwks_refresh {
+        return Err(refuse("tokens.jwks_refresh", "the key refresh interval"));
+    }
+    let mut restart = Vec::new();
+    let s = (&o.server, &n.server);
+    if s.0.listen != s.1.listen {
+        restart.push("server.listen");
+    }
+    if s.0.admin_listen != s.1.admin_listen {
+        restart.push("server.admin_listen");
+    }
+    if s.0.tls.is_some() || s.1.tls.is_some() {
+        // Certificates are read when the listener starts.
+        restart.push("server.tls");
+    }
+    if s.0.max_header_bytes != s.1.max_header_bytes {
+        restart.push("server.max_header_bytes");
+    }
+    if s.0.header_read_timeout != s.1.header_read_timeout {
+        restart.push("server.header_read_timeout");
+    }
+    if s.0.shutdown_grace != s.1.shutdown_grace {
+        restart.push("server.shutdown_grace");
+    }
+    if o.log.format != n.log.format || o.log.level != n.log.level {
+        restart.push("log");
+    }
+    let rt = Runtime::new(new, gw.revocations.clone()).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            key: "upstream.url".into(),
+            message: e,
+        }])
+    })?;
+    gw.swap_runtime(rt);
+    Ok(restart)
+}
+
+/// Reloads on SIGHUP and when the file's contents change (checked every `poll`), until
+/// `shutdown` turns true.
+pub async fn watch(
+    gw: Arc<Gateway>,
+    path: PathBuf,
+    env: EnvOverrides,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = fingerprint(&path, &env);
+    loop {
+        let hangup = async {
+            #[cfg(unix)]
+            if let Some(h) = hup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = hangup => tracing::info!("SIGHUP: reloading the configuration"),
+            _ = tokio::time::sleep(poll) => {
+                let now = fingerprint(&path, &env);
+                if now == last || now.is_none() {
+                    continue;
+                }
+                tracing::info!(path = %path.display(), "the configuration file changed: reloading");
+            }
+            _ = shutdown.changed() => return,
+        }
+        last = fingerprint(&path, &env);
+        let _ = reload(&gw, &path, &env);
+    }
+}
