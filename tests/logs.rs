@@ -1,0 +1,96 @@
+//! Nothing the gateway logs, at any level, contains a token, a cookie value or a secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use support::{Browser, Harness};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_tokens_cookies_or_secrets() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // `#[tokio::test]` runs every task on this thread, so the default subscriber sees them.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::start().await;
+    let token = h.token("svc", "test_api_access");
+    assert_eq!(
+        h.get_bearer("/api/private-scoped/x?access_token=leak", &token)
+            .await
+            .status,
+        200
+    );
+    let mut expired = h.idp.claims("svc", "gateway", "");
+    expired["exp"] = serde_json::json!(1);
+    let bad = h.idp.mint(&expired);
+    assert_eq!(h.get_bearer("/api/private", &bad).await.status, 401);
+
+    h.idp.login_as("alice");
+    let mut b = Browser::new(h.addr());
+    assert_eq!(b.navigate("/profile").await.status, 200);
+    let cookies: Vec<String> = b.jar.values().cloned().collect();
+    let r = b
+        .request(
+            "POST",
+            &format!("http://{}/oauth2/logout", h.addr()),
+            &[("Sec-Fetch-Site", "same-origin")],
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    let id_token_hint = url::Url::parse(r.header("location").unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("\"target\":\"portcullis::access\""),
+        "the access log was captured"
+    );
+    assert!(logs.contains("/api/private-scoped/x"), "paths are logged");
+    let secrets = [
+        token.as_str(),
+        bad.as_str(),
+        id_token_hint.as_str(),
+        "access_token=leak",
+        "gateway-secret",
+        support::SESSION_SECRET,
+    ];
+    for s in secrets
+        .iter()
+        .copied()
+        .chain(cookies.iter().map(String::as_str))
+    {
+        // A JWT's signature is its most unique part; a cookie's value likewise.
+        let needle = &s[s.len().saturating_sub(24)..];
+        assert!(
+            !logs.contains(needle),
+            "the logs contain a secret ({}...)",
+            &s[..s.len().min(12)]
+        );
+    }
+}
