@@ -461,3 +461,15 @@ fn sighup_reloads_the_configuration() {
         "still running after SIGHUP, clean exit on SIGTERM"
     );
 }
+
+#[test]
+fn check_warns_about_rules_that_cannot_apply() {
+    let extra = "\n[tokens]\nroles_claims = []\n\n[[rule]]\npath = \"/oauth2/**\"\naccess = \"public\"\n\n[[rule]]\npath = \"/x\"\nroles = [\"admin\"]\n";
+    let f = write(&format!("{BASE}{RULES}{extra}"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("warning: rule[4].path: \"/oauth2/**\" is under server.auth_prefix (/oauth2); the gateway's own endpoints answer there, so this rule never applies\n"), "{stdout}");
+    assert!(stdout.contains("warning: rule[2].roles: tokens.roles_claims is empty, so no credential can have roles and this rule always denies\n"), "{stdout}");
+    assert!(stdout.contains("warning: rule[5].roles:"), "{stdout}");
+}

@@ -36,6 +36,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let tokens = tokens(&raw, &oidc.client_id, &mut d);
     let session = session(&raw.session, &server.public_url, login_rule, &mut d);
     let headers = headers(&raw.headers, &mut d);
+    rule_warnings(&rules, &server.auth_prefix, &tokens, &mut d);
     let log = log(&raw, &mut d);
 
     if !d.errors.is_empty() {
@@ -659,4 +660,35 @@ fn log(raw: &RawConfig, d: &mut Diagnostics) -> LogSettings {
         );
     }
     LogSettings { format, level }
+}
+
+/// Rules that are valid but cannot do what they seem to say.
+fn rule_warnings(
+    rules: &crate::rules::RuleTable,
+    auth_prefix: &str,
+    tokens: &TokenSettings,
+    d: &mut Diagnostics,
+) {
+    for r in rules.rules() {
+        let literal = match &r.pattern {
+            crate::rules::pattern::PathPattern::Exact(p) => p.clone(),
+            pat @ crate::rules::pattern::PathPattern::Wild { .. } => {
+                format!("/{}", pat.literal_prefix().join("/"))
+            }
+        };
+        let under_prefix =
+            literal == auth_prefix || literal.starts_with(&format!("{auth_prefix}/"));
+        if under_prefix {
+            d.warn(
+                format!("rule[{}].path", r.index),
+                format!("{:?} is under server.auth_prefix ({auth_prefix}); the gateway's own endpoints answer there, so this rule never applies", r.path),
+            );
+        }
+        if (!r.roles.is_empty() || !r.any_roles.is_empty()) && tokens.roles_claims.is_empty() {
+            d.warn(
+                format!("rule[{}].roles", r.index),
+                "tokens.roles_claims is empty, so no credential can have roles and this rule always denies",
+            );
+        }
+    }
 }
