@@ -3,7 +3,6 @@
 //! Special paths: `/slow` waits 5 s before answering (timeouts); `/ws` accepts a WebSocket
 //! upgrade and then echoes raw bytes back.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +11,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,26 +58,7 @@ impl EchoUpstream {
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let s = s.clone();
-                        async move { Ok::<_, Infallible>(answer(s, req).await) }
-                    });
-                    // HTTP/1.1 with upgrades, or HTTP/2 with prior knowledge (h2c).
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-                });
-            }
-        });
+        super::serve(listener, move |req| answer(s.clone(), req));
         EchoUpstream { addr, seen }
     }
 
