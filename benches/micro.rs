@@ -58,7 +58,7 @@ fn table(n: usize) -> rules::RuleTable {
         raw.push(r);
     }
     let mut d = Diagnostics::default();
-    let t = rules::build(&raw, false, &mut d);
+    let t = rules::build(&raw, false, &[], &mut d);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     t
 }

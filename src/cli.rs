@@ -46,9 +46,16 @@ enum Command {
         method: String,
         /// Request path, with or without a query
         path: String,
-        /// A bearer token to judge (its signature is not checked offline)
+        /// The request's host, for rules with a `host` (port and letter case are ignored)
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// A bearer token to judge; its signature is verified against the issuer's JWKS
+        /// when the provider can be reached (see --offline), else only its claims are checked
         #[arg(long, value_name = "JWT")]
         token: Option<String>,
+        /// Never contact the provider: check a --token's claims but not its signature
+        #[arg(long, requires = "token")]
+        offline: bool,
         /// A JSON file of claims to judge instead of a token (no signature checks)
         #[arg(long, value_name = "FILE.json", conflicts_with = "token")]
         claims: Option<PathBuf>,
@@ -66,15 +73,23 @@ pub fn run() -> ExitCode {
             config: c,
             method,
             path,
+            host,
             token,
+            offline,
             claims,
         } => explain(
             &config::resolve_path(c.config.as_deref(), &env),
             &env,
-            &method,
-            &path,
-            token,
-            claims,
+            &Request {
+                method,
+                target: path,
+                host,
+            },
+            TokenSource {
+                token,
+                offline,
+                claims,
+            },
         ),
     }
 }
@@ -209,26 +224,52 @@ impl Signals {
     }
 }
 
+/// The request `explain` judges.
+struct Request {
+    method: String,
+    target: String,
+    host: Option<String>,
+}
+
+/// Where `explain` gets the credential from.
+struct TokenSource {
+    token: Option<String>,
+    offline: bool,
+    claims: Option<PathBuf>,
+}
+
 fn explain(
     cfg_path: &std::path::Path,
     env: &EnvOverrides,
-    method: &str,
-    target: &str,
-    token: Option<String>,
-    claims: Option<PathBuf>,
+    req: &Request,
+    credential: TokenSource,
 ) -> ExitCode {
     let Some(cfg) = load_or_print(cfg_path, env) else {
         return ExitCode::from(1);
     };
+    let (method, target) = (req.method.as_str(), req.target.as_str());
     let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
         eprintln!("error: {method:?} is not an HTTP method");
         return ExitCode::from(1);
+    };
+    let host = match req.host.as_deref() {
+        None => None,
+        Some(h) => match crate::rules::host::request_host(h) {
+            Some(host) => Some(host),
+            None => {
+                eprintln!("error: --host {h:?} is not a host name");
+                return ExitCode::from(1);
+            }
+        },
     };
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     println!("request:  {method} {target}");
+    if let Some(h) = &host {
+        println!("host:     {h}");
+    }
     let path = match path::normalize(raw_path, cfg.server.allow_path_params) {
         Ok(p) => p,
         Err(e) => {
@@ -247,7 +288,7 @@ fn explain(
         return ExitCode::SUCCESS;
     }
 
-    let identity = match identity_for(&cfg, token, claims) {
+    let identity = match identity_for(&cfg, credential) {
         Ok(id) => id,
         Err(msg) => {
             println!("identity: {msg}");
@@ -283,13 +324,22 @@ fn explain(
             methods.push(m);
         }
     }
+    // The upstream of the request's own method's rule, printed when it is allowed.
+    let mut routed: Option<String> = None;
     for m in methods {
-        let Some(rule) = cfg.rules.find(&m, &path) else {
+        let Some(rule) = cfg.rules.find_for(&m, host.as_deref(), &path) else {
             println!("rule:     none matches {m}");
             println!("decision: deny (no_rule, 403)");
             return ExitCode::from(3);
         };
         println!("rule:     {}", rule.label());
+        if !cfg.upstreams.is_empty() && routed.is_none() {
+            let (name, url) = match rule.upstream.and_then(|i| cfg.upstreams.get(i)) {
+                Some(u) => (u.name.as_str(), &u.settings.url),
+                None => ("[upstream]", &cfg.upstream.url),
+            };
+            routed = Some(format!("{name} ({url})"));
+        }
         match authz::decide(rule, identity.as_ref()) {
             Decision::Allow(_) => {}
             Decision::Deny(reason) => {
@@ -311,27 +361,79 @@ fn explain(
     } else {
         authz::AllowReason::Public
     });
+    if let Some(u) = routed {
+        println!("upstream: {u}");
+    }
     println!("decision: allow ({})", allowed.reason());
     ExitCode::SUCCESS
 }
 
-fn identity_for(
-    cfg: &Config,
-    token: Option<String>,
-    claims: Option<PathBuf>,
-) -> Result<Option<Identity>, String> {
-    if let Some(file) = claims {
+fn identity_for(cfg: &Config, source: TokenSource) -> Result<Option<Identity>, String> {
+    if let Some(file) = source.claims {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let map: Map<String, Value> = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a JSON object of claims: {e}", file.display()))?;
         return Ok(Some(Identity::from_claims(map, &cfg.tokens)));
     }
-    let Some(token) = token else { return Ok(None) };
+    let Some(token) = source.token else {
+        return Ok(None);
+    };
     let validator = crate::auth::bearer::BearerValidator::new(&cfg.oidc, &cfg.tokens);
-    let claims = validator
-        .check_offline(&token)
-        .map_err(|e| format!("refused: {e}"))?;
-    println!("token:    signature not verified (offline); iss, aud, exp and nbf checked");
+    let claims = if source.offline {
+        let claims = validator
+            .check_offline(&token)
+            .map_err(|e| format!("refused: {e}"))?;
+        println!("token:    signature not verified (--offline); iss, aud, exp and nbf checked");
+        claims
+    } else {
+        let rt = current_thread().map_err(|e| format!("cannot verify: {e}"))?;
+        match live_keys(&rt, &cfg.oidc.issuer) {
+            Ok(jwks) => {
+                let claims = rt
+                    .block_on(validator.validate(&token, &jwks))
+                    .map_err(|e| format!("refused: {e}"))?;
+                let from = jwks
+                    .metadata()
+                    .map(|m| m.jwks_uri.clone())
+                    .unwrap_or_default();
+                println!("token:    signature verified with the provider's keys ({from}); iss, aud, exp and nbf checked");
+                claims
+            }
+            Err(why) => {
+                let claims = validator
+                    .check_offline(&token)
+                    .map_err(|e| format!("refused: {e}"))?;
+                println!("token:    signature not verified (the provider's keys cannot be fetched: {why}); iss, aud, exp and nbf checked");
+                claims
+            }
+        }
+    };
     Ok(Some(Identity::from_claims(claims, &cfg.tokens)))
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The issuer's keys, fetched once (discovery, then JWKS), within a few seconds.
+fn live_keys(
+    rt: &tokio::runtime::Runtime,
+    issuer: &str,
+) -> Result<std::sync::Arc<crate::auth::jwks::JwksCache>, String> {
+    let jwks = crate::auth::jwks::JwksCache::new(
+        issuer.to_owned(),
+        crate::auth::provider::ProviderClient::new(),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    );
+    let fetch = rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), jwks.refresh()).await
+    });
+    match fetch {
+        Ok(Ok(_)) => Ok(jwks),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    }
 }

@@ -25,7 +25,10 @@ pub struct Runtime {
     pub config: Config,
     pub headers: HeaderPlan,
     pub bearer: BearerValidator,
+    /// `[upstream]`: where a request goes unless its rule names another upstream.
     pub upstream: Upstream,
+    /// `[upstreams.NAME]`, in the order of `config.upstreams` (a rule's `upstream` index).
+    pub upstreams: Vec<Upstream>,
     /// `None` without `[session]`: then no rule may log a browser in.
     pub session: Option<SessionCodec>,
     pub oidc: Oidc,
@@ -36,7 +39,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Fails only when an upstream client cannot be built; the message names the key.
     pub fn new(config: Config, revocations: Arc<Revocations>) -> Result<Runtime, String> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                Upstream::new(&u.settings).map_err(|e| format!("upstreams.{}.url: {e}", u.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let cookie_name = config
             .session
             .as_ref()
@@ -45,7 +56,8 @@ impl Runtime {
         Ok(Runtime {
             headers: HeaderPlan::new(config.headers.clone(), cookie_name),
             bearer: BearerValidator::new(&config.oidc, &config.tokens),
-            upstream: Upstream::new(&config.upstream)?,
+            upstream: Upstream::new(&config.upstream).map_err(|e| format!("upstream.url: {e}"))?,
+            upstreams,
             session: config.session.as_ref().map(|s| {
                 SessionCodec::new(s, &config.oidc.issuer, &config.oidc.client_id, revocations)
             }),
@@ -54,6 +66,13 @@ impl Runtime {
             session_cache: SessionCache::new(config.tokens.cache_size),
             config,
         })
+    }
+
+    /// The upstream a rule sends to.
+    pub fn upstream_for(&self, rule_upstream: Option<usize>) -> &Upstream {
+        rule_upstream
+            .and_then(|i| self.upstreams.get(i))
+            .unwrap_or(&self.upstream)
     }
 }
 

@@ -46,6 +46,10 @@ pub struct RequestContext {
     pub browser: bool,
     pub path: Option<String>,
     pub rule: Option<usize>,
+    /// The request's host (lower-case, no port), looked at only when some rule has a `host`.
+    pub host: Option<String>,
+    /// The matched rule's named upstream; `None` = `[upstream]`.
+    pub upstream: Option<usize>,
     pub reason: &'static str,
     pub subject: Option<String>,
     pub upstream_time: Option<Duration>,
@@ -65,6 +69,8 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
         browser: is_browser(req.method(), req.headers()),
         path: None,
         rule: None,
+        host: None,
+        upstream: None,
         reason: "forwarded",
         subject: None,
         upstream_time: None,
@@ -106,6 +112,11 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
         status,
         decision = ctx.reason,
         rule = ctx.rule.map(|i| i as i64).unwrap_or(-1),
+        host = ctx.host.as_deref().unwrap_or("-"),
+        upstream = ctx
+            .upstream
+            .and_then(|i| rt.config.upstreams.get(i))
+            .map_or("default", |u| u.name.as_str()),
         subject = ctx.subject.as_deref().unwrap_or("-"),
         client = %ctx.conn.peer.ip(),
         upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
@@ -123,6 +134,10 @@ async fn run(
     let path = path::normalize(req.uri().path(), rt.config.server.allow_path_params)
         .map_err(Denial::BadPath)?;
     ctx.path = Some(path.as_str().to_owned());
+    let authority = request_authority(&req)?;
+    if rt.config.rules.has_hosts() {
+        ctx.host = authority.and_then(crate::rules::host::request_host);
+    }
 
     if let Some(endpoint) = endpoints::route(&rt.config.server.auth_prefix, path.as_str()) {
         return endpoints::handle(endpoint, gw, rt, ctx, req).await;
@@ -139,6 +154,27 @@ async fn run(
     )
     .await?;
     forward(gw, rt, ctx, req, &path, identity).await
+}
+
+/// The authority a request is for: the URI's (HTTP/2 `:authority`, or an absolute-form
+/// HTTP/1.1 target, which wins over `Host` as RFC 9112 §3.2.2 says), else the `Host`
+/// header. More than one `Host` header is a 400.
+fn request_authority(req: &Request<Incoming>) -> Result<Option<&str>, Denial> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Denial::BadRequest("more than one Host header"));
+    }
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.as_str()));
+    }
+    match host {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| Denial::BadRequest("invalid Host header")),
+    }
 }
 
 /// The `_method=X` of a query, if any. A value that is not a method token is a 400.
@@ -191,11 +227,13 @@ pub async fn authorize(
     headers: &HeaderMap,
 ) -> Result<Option<Arc<Identity>>, Denial> {
     let rules = &rt.config.rules;
-    let rule = rules.find(method, path).ok_or(Denial::NoRule)?;
+    let host = ctx.host.as_deref();
+    let rule = rules.find_for(method, host, path).ok_or(Denial::NoRule)?;
     ctx.rule = Some(rule.index);
+    ctx.upstream = rule.upstream;
     // A request carrying `_method=X` must be allowed as itself and as X.
     let extra: Option<&Rule> = match method_override(query)? {
-        Some(m) if m != *method => Some(rules.find(&m, path).ok_or(Denial::NoRule)?),
+        Some(m) if m != *method => Some(rules.find_for(&m, host, path).ok_or(Denial::NoRule)?),
         _ => None,
     };
     let all_public = rule.access == crate::rules::Access::Public
@@ -457,11 +495,10 @@ async fn forward(
     }
     hdr::strip_method_overrides(h);
     rt.headers.strip_gateway_cookies(h);
-    if !h.contains_key(header::HOST) {
-        if let Some(a) = &authority {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                h.insert(header::HOST, v);
-            }
+    // The host the rules saw is the host the upstream gets: the URI's authority wins.
+    if let Some(a) = &authority {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            h.insert(header::HOST, v);
         }
     }
     let peer = ctx.conn.peer.ip();
@@ -480,19 +517,18 @@ async fn forward(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    parts.uri = rt
-        .upstream
+    let upstream = rt.upstream_for(ctx.upstream);
+    parts.uri = upstream
         .uri_for(path.as_str(), query.as_deref())
         .ok_or(Denial::BadRequest("the request target cannot be forwarded"))?;
-    parts.version = rt.upstream.version;
+    parts.version = upstream.version;
     if parts.version == Version::HTTP_2 {
         // Over HTTP/2 the upstream's address is the `:authority`; the client's host
         // travels in X-Forwarded-Host.
         parts.headers.remove(header::HOST);
     }
 
-    let (mut resp, took) = rt
-        .upstream
+    let (mut resp, took) = upstream
         .send(Request::from_parts(parts, body))
         .await
         .map_err(|e| match e {

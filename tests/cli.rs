@@ -126,7 +126,7 @@ path = "/a/**"
         "error: server.shutdown_grace: \"soon\" is not a duration such as \"500ms\", \"30s\", \"5m\" or \"8h\"",
         "error: upstream.url: \"ftp://x\" is not an http:// or https:// URL",
         "error: rule[0].path: \"**\" must start with \"/\"",
-        "error: rule[2].path: \"/a/**\" ties with rule[1] (\"/a/**\"): both can match the same request with the same precedence; make one more specific or give them distinct methods",
+        "error: rule[2].path: \"/a/**\" ties with rule[1] (\"/a/**\"): both can match the same request with the same precedence; make one more specific or give them distinct methods or hosts",
         "error: oidc.client_secret: missing, and rule[1] may log a browser in (set it, or set login = \"deny\" on such rules)",
         "error: tokens.algorithms[1]: \"HS256\" is never accepted: tokens are checked against the provider's public keys",
         "error: tokens.algorithms[2]: \"none\" is never accepted: tokens are checked against the provider's public keys",
@@ -472,4 +472,181 @@ fn check_warns_about_rules_that_cannot_apply() {
     assert!(stdout.contains("warning: rule[4].path: \"/oauth2/**\" is under server.auth_prefix (/oauth2); the gateway's own endpoints answer there, so this rule never applies\n"), "{stdout}");
     assert!(stdout.contains("warning: rule[2].roles: tokens.roles_claims is empty, so no credential can have roles and this rule always denies\n"), "{stdout}");
     assert!(stdout.contains("warning: rule[5].roles:"), "{stdout}");
+}
+
+#[test]
+fn check_warns_about_shadowed_rules_and_refuses_unknown_upstreams() {
+    let f = write(&format!(
+        r#"{BASE}
+[[rule]]
+path = "/files/**"
+
+[[rule]]
+path = "/files"
+access = "public"
+
+[[rule]]
+path = "/files/"
+access = "public"
+
+[[rule]]
+path = "/files/*/**"
+access = "public"
+
+[[rule]]
+path = "/**"
+"#
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "warning: rule[0].path: \"/files/**\" is shadowed: every request it matches is decided by a more specific rule (rule[1] \"/files\", rule[2] \"/files/\", rule[3] \"/files/*/**\"), so it never applies\n{}: configuration is valid (5 rule(s), 1 warning(s))\n",
+            f.path().display()
+        )
+    );
+
+    let f = write(&format!(
+        "{BASE}\n[upstreams.billing]\nurl = \"http://127.0.0.1:3001\"\n\n[[rule]]\npath = \"/**\"\nupstream = \"biling\"\n"
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: rule[0].upstream: \"biling\" is not defined; add [upstreams.biling] with a url (defined: billing)\n"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn explain_takes_a_host_and_names_the_upstream() {
+    let f = write(&format!(
+        r#"{BASE}
+[upstreams.admin]
+url = "http://127.0.0.1:3002"
+
+[[rule]]
+path = "/**"
+host = "admin.example.com"
+roles = ["admin"]
+upstream = "admin"
+
+[[rule]]
+path = "/**"
+access = "public"
+"#
+    ));
+    let path = f.path().to_str().unwrap();
+    let out = run(&["explain", "-c", path, "GET", "/x"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "request:  GET /x\npath:     /x\nidentity: none\nrule:     rule[1] \"/**\"\nupstream: [upstream] (http://127.0.0.1:3000/)\ndecision: allow (public)\n"
+    );
+    let out = run(
+        &[
+            "explain",
+            "-c",
+            path,
+            "GET",
+            "/x",
+            "--host",
+            "Admin.Example.com:443",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        "request:  GET /x\nhost:     admin.example.com\npath:     /x\nidentity: none\nrule:     rule[0] \"/**\" (host admin.example.com)\ndecision: deny (unauthenticated, 401): no valid credential\n"
+    );
+    let out = run(&["explain", "-c", path, "GET", "/x", "--host", "a b"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// `--token` is verified against the provider's keys when the provider answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_verifies_a_token_against_the_live_jwks() {
+    let idp = portcullis::testing::TestIdp::start().await;
+    let cfg = BASE.replace("http://127.0.0.1:1/realms/myorg", &idp.issuer());
+    let f = write(&format!(
+        "{cfg}\n[tokens]\naudiences = [\"gateway\"]\n{RULES}"
+    ));
+    let path = f.path().to_str().unwrap().to_owned();
+    let good = idp.mint(&idp.claims("svc", "gateway", "test_api_access"));
+    // Same claims, signed by a key the provider does not publish.
+    let stranger = portcullis::testing::TestIdp::start().await;
+    let mut claims = stranger.claims("svc", "gateway", "test_api_access");
+    claims["iss"] = idp.issuer().into();
+    let forged = stranger.mint(&claims);
+
+    let explain = |token: String, extra: &'static [&'static str]| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["explain", "-c", &path, "GET", "/api/private-scoped/x"];
+            args.extend_from_slice(extra);
+            args.extend(["--token", &token]);
+            run(&args, &[])
+        })
+    };
+    let out = explain(good.clone(), &[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "token:    signature verified with the provider's keys ({}/protocol/openid-connect/certs); iss, aud, exp and nbf checked\n",
+            idp.issuer()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = explain(forged.clone(), &[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).ends_with("decision: deny (invalid_token, 401)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // --offline never asks the provider, so the forged signature goes unnoticed.
+    let out = explain(forged, &["--offline"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout)
+        .contains("token:    signature not verified (--offline); iss, aud, exp and nbf checked\n"));
+}
+
+#[test]
+fn explain_falls_back_to_claims_checks_when_the_provider_is_unreachable() {
+    let f = write(&format!("{BASE}{RULES}"));
+    let path = f.path().to_str().unwrap();
+    // An unsigned-looking but well-formed RS256 token for the configured issuer.
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT","kid":"k"}"#),
+        b64(&format!(
+            r#"{{"iss":"http://127.0.0.1:1/realms/myorg","aud":"gateway","sub":"svc","exp":{exp}}}"#
+        )),
+        b64("sig")
+    );
+    let out = run(
+        &["explain", "-c", path, "GET", "/x", "--token", &token],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout)
+            .contains("token:    signature not verified (the provider's keys cannot be fetched: "),
+        "{}",
+        text(&out.stdout)
+    );
 }

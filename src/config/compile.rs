@@ -26,7 +26,22 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
 
     let server = server(&raw, &mut d);
     let upstream = upstream(&raw, &mut d);
-    let rules = rules::build(&raw.rules, raw.server.case_insensitive_paths, &mut d);
+    let upstreams = named_upstreams(&raw, &upstream, &mut d);
+    let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    let rules = rules::build(
+        &raw.rules,
+        raw.server.case_insensitive_paths,
+        &names,
+        &mut d,
+    );
+    for (i, name) in names.iter().enumerate() {
+        if !rules.rules().iter().any(|r| r.upstream == Some(i)) {
+            d.warn(
+                format!("upstreams.{name}"),
+                "no rule names this upstream, so it never receives a request",
+            );
+        }
+    }
     let login_rule = rules
         .rules()
         .iter()
@@ -45,6 +60,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     Ok(Config {
         server,
         upstream,
+        upstreams,
         oidc,
         tokens,
         session,
@@ -320,6 +336,45 @@ fn upstream(raw: &RawConfig, d: &mut Diagnostics) -> UpstreamSettings {
         ),
         http2: u.http2,
     }
+}
+
+/// `[upstreams.NAME]`: like `[upstream]`; unset timeouts are `[upstream]`'s.
+fn named_upstreams(
+    raw: &RawConfig,
+    default: &UpstreamSettings,
+    d: &mut Diagnostics,
+) -> Vec<NamedUpstream> {
+    let mut out = Vec::with_capacity(raw.upstreams.len());
+    for (name, u) in &raw.upstreams {
+        let key = |field: &str| format!("upstreams.{name}.{field}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            d.error(
+                format!("upstreams.{name}"),
+                "an upstream name may only have letters, digits, '_' and '-' (at most 64)",
+            );
+            continue;
+        }
+        out.push(NamedUpstream {
+            name: name.clone(),
+            settings: UpstreamSettings {
+                url: http_url(d, &key("url"), u.url.as_deref(), None),
+                timeout: duration(d, &key("timeout"), u.timeout.as_deref(), default.timeout),
+                connect_timeout: duration(
+                    d,
+                    &key("connect_timeout"),
+                    u.connect_timeout.as_deref(),
+                    default.connect_timeout,
+                ),
+                http2: u.http2,
+            },
+        });
+    }
+    out
 }
 
 fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> OidcSettings {
@@ -669,6 +724,7 @@ fn rule_warnings(
     tokens: &TokenSettings,
     d: &mut Diagnostics,
 ) {
+    let mut under_prefix_rules = Vec::new();
     for r in rules.rules() {
         let literal = match &r.pattern {
             crate::rules::pattern::PathPattern::Exact(p) => p.clone(),
@@ -679,6 +735,7 @@ fn rule_warnings(
         let under_prefix =
             literal == auth_prefix || literal.starts_with(&format!("{auth_prefix}/"));
         if under_prefix {
+            under_prefix_rules.push(r.index);
             d.warn(
                 format!("rule[{}].path", r.index),
                 format!("{:?} is under server.auth_prefix ({auth_prefix}); the gateway's own endpoints answer there, so this rule never applies", r.path),
@@ -690,5 +747,28 @@ fn rule_warnings(
                 "tokens.roles_claims is empty, so no credential can have roles and this rule always denies",
             );
         }
+    }
+    for (index, winners) in crate::rules::shadowed(rules) {
+        if under_prefix_rules.contains(&index) {
+            continue;
+        }
+        let by: Vec<String> = winners
+            .iter()
+            .filter_map(|&i| rules.rules().iter().find(|r| r.index == i))
+            .map(|r| r.label())
+            .collect();
+        let path = rules
+            .rules()
+            .iter()
+            .find(|r| r.index == index)
+            .map(|r| r.path.as_str())
+            .unwrap_or_default();
+        d.warn(
+            format!("rule[{index}].path"),
+            format!(
+                "{path:?} is shadowed: every request it matches is decided by a more specific rule ({}), so it never applies",
+                by.join(", ")
+            ),
+        );
     }
 }

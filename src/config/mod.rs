@@ -32,7 +32,10 @@ use crate::rules::RuleTable;
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerSettings,
+    /// `[upstream]`: where requests go unless their rule names another upstream.
     pub upstream: UpstreamSettings,
+    /// `[upstreams.NAME]`, sorted by name; a rule's `upstream` is an index into this.
+    pub upstreams: Vec<NamedUpstream>,
     pub oidc: OidcSettings,
     pub tokens: TokenSettings,
     /// `None` when no `[session]` secret is configured (then no rule may log a browser in).
@@ -67,6 +70,13 @@ pub struct UpstreamSettings {
     /// HTTP/2 to the upstream (h2c prior knowledge over plain TCP); WebSocket upgrades
     /// still need HTTP/1.1 and are refused with 502 then.
     pub http2: bool,
+}
+
+/// One `[upstreams.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct NamedUpstream {
+    pub name: String,
+    pub settings: UpstreamSettings,
 }
 
 #[derive(Debug, Clone)]

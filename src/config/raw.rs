@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 pub struct RawConfig {
     pub server: RawServer,
     pub upstream: RawUpstream,
+    /// Named upstreams besides the default one: `[upstreams.NAME]`.
+    pub upstreams: BTreeMap<String, RawUpstream>,
     pub oidc: RawOidc,
     pub tokens: RawTokens,
     pub session: RawSession,
@@ -127,6 +129,10 @@ pub struct RawRule {
     pub scopes: Vec<String>,
     pub claims: BTreeMap<String, ClaimValue>,
     pub login: Option<String>,
+    /// Only requests for this host (`app.example.com` or `*.example.com`).
+    pub host: Option<String>,
+    /// The `[upstreams.NAME]` that receives the requests this rule allows.
+    pub upstream: Option<String>,
 }
 
 /// A required claim value in a rule: compared with the token's claim as JSON.

@@ -2,17 +2,24 @@
 
 use http::Method;
 
+use super::host::HostPattern;
 use super::pattern::PathPattern;
 use super::{Access, Login, Rule, RuleTable};
 use crate::auth::claims::ClaimPath;
 use crate::config::diagnostics::Diagnostics;
 use crate::config::raw::RawRule;
 
-/// Compiles the rules, pushing every problem into `diag`.
-pub fn build(raw: &[RawRule], fold_case: bool, diag: &mut Diagnostics) -> RuleTable {
+/// Compiles the rules, pushing every problem into `diag`. `upstreams` are the names of
+/// the `[upstreams.NAME]` tables, in the order their index refers to.
+pub fn build(
+    raw: &[RawRule],
+    fold_case: bool,
+    upstreams: &[&str],
+    diag: &mut Diagnostics,
+) -> RuleTable {
     let mut rules = Vec::with_capacity(raw.len());
     for (index, r) in raw.iter().enumerate() {
-        if let Some(rule) = compile_rule(index, r, fold_case, diag) {
+        if let Some(rule) = compile_rule(index, r, fold_case, upstreams, diag) {
             rules.push(rule);
         }
     }
@@ -31,6 +38,7 @@ fn compile_rule(
     index: usize,
     r: &RawRule,
     fold_case: bool,
+    upstreams: &[&str],
     diag: &mut Diagnostics,
 ) -> Option<Rule> {
     let key = |field: &str| format!("rule[{index}].{field}");
@@ -142,11 +150,42 @@ fn compile_rule(
         }
     }
 
+    let host = match r.host.as_deref() {
+        None => None,
+        Some(h) => match HostPattern::parse(h) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                diag.error(key("host"), msg);
+                None
+            }
+        },
+    };
+
+    let upstream = match r.upstream.as_deref() {
+        None => None,
+        Some(name) => match upstreams.iter().position(|u| *u == name) {
+            Some(i) => Some(i),
+            None => {
+                let known = if upstreams.is_empty() {
+                    "there are no [upstreams.NAME] tables".to_owned()
+                } else {
+                    format!("defined: {}", upstreams.join(", "))
+                };
+                diag.error(
+                    key("upstream"),
+                    format!("{name:?} is not defined; add [upstreams.{name}] with a url ({known})"),
+                );
+                None
+            }
+        },
+    };
+
     if diag.errors.len() != errors_before {
         return None;
     }
     let pattern = pattern?;
-    let specificity = pattern.specificity(methods.is_some());
+    let mut specificity = pattern.specificity(methods.is_some());
+    specificity.host = host.as_ref().map(HostPattern::rank).unwrap_or_default();
     Some(Rule {
         index,
         path: r.path.clone().unwrap_or_default(),
@@ -158,8 +197,17 @@ fn compile_rule(
         scopes: r.scopes.clone(),
         claims,
         login,
+        host,
+        upstream,
         specificity,
     })
+}
+
+fn hosts_overlap(a: &Rule, b: &Rule) -> bool {
+    match (&a.host, &b.host) {
+        (Some(x), Some(y)) => x.overlaps(y),
+        _ => true,
+    }
 }
 
 fn methods_overlap(a: &Rule, b: &Rule) -> bool {
@@ -181,6 +229,7 @@ fn check_ties(table: &RuleTable, diag: &mut Diagnostics) {
                 if a.specificity == b.specificity
                     && a.pattern.overlaps(&b.pattern)
                     && methods_overlap(a, b)
+                    && hosts_overlap(a, b)
                 {
                     let (first, second) = if a.index < b.index { (a, b) } else { (b, a) };
                     found.push((
@@ -197,7 +246,7 @@ fn check_ties(table: &RuleTable, diag: &mut Diagnostics) {
     for (first, second, second_path, first_path) in found {
         diag.error(
             format!("rule[{second}].path"),
-            format!("{second_path:?} ties with rule[{first}] ({first_path:?}): both can match the same request with the same precedence; make one more specific or give them distinct methods"),
+            format!("{second_path:?} ties with rule[{first}] ({first_path:?}): both can match the same request with the same precedence; make one more specific or give them distinct methods or hosts"),
         );
     }
 }

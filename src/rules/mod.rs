@@ -6,7 +6,9 @@
 //! and could match the same request are refused when the configuration is loaded.
 
 mod build;
+pub mod host;
 pub mod pattern;
+mod shadow;
 
 use std::collections::HashMap;
 
@@ -16,7 +18,9 @@ use crate::auth::claims::ClaimPath;
 use crate::config::raw::ClaimValue;
 use crate::path::NormalizedPath;
 pub use build::build;
+use host::HostPattern;
 use pattern::{PathPattern, Specificity};
+pub use shadow::shadowed;
 
 /// `access` of a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +58,10 @@ pub struct Rule {
     pub scopes: Vec<String>,
     pub claims: Vec<(ClaimPath, ClaimValue)>,
     pub login: Login,
+    /// `host`: the rule applies only to requests for this host.
+    pub host: Option<HostPattern>,
+    /// `upstream`: the named upstream (index into `Config::upstreams`); `None` = `[upstream]`.
+    pub upstream: Option<usize>,
     pub specificity: Specificity,
 }
 
@@ -67,9 +75,21 @@ impl Rule {
         }
     }
 
+    /// Does the rule apply to a request for `host` (see [`host::request_host`])?
+    pub fn allows_host(&self, host: Option<&str>) -> bool {
+        match (&self.host, host) {
+            (None, _) => true,
+            (Some(p), Some(h)) => p.matches(h),
+            (Some(_), None) => false,
+        }
+    }
+
     /// `rule[3] "/admin/**"`, as used in logs and `explain`.
     pub fn label(&self) -> String {
-        format!("rule[{}] {:?}", self.index, self.path)
+        match &self.host {
+            None => format!("rule[{}] {:?}", self.index, self.path),
+            Some(h) => format!("rule[{}] {:?} (host {h})", self.index, self.path),
+        }
     }
 }
 
@@ -87,6 +107,8 @@ pub struct RuleTable {
     exact: HashMap<String, Vec<usize>>,
     root: TrieNode,
     fold_case: bool,
+    /// Some rule has a `host`: only then does a request's host need to be looked at.
+    has_hosts: bool,
 }
 
 // === impl RuleTable ===
@@ -100,9 +122,28 @@ impl RuleTable {
         self.rules.is_empty()
     }
 
-    /// The rule that decides `method path`, or `None` (403).
+    /// Does any rule have a `host`?
+    pub fn has_hosts(&self) -> bool {
+        self.has_hosts
+    }
+
+    /// The rule that decides `method path` for a request without a host, or `None` (403).
     pub fn find(&self, method: &Method, path: &NormalizedPath) -> Option<&Rule> {
-        let raw = path.for_matching();
+        self.find_for(method, None, path)
+    }
+
+    /// The rule that decides `method path` for a request to `host` (lower-case, without
+    /// port: [`host::request_host`]), or `None` (403).
+    pub fn find_for(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &NormalizedPath,
+    ) -> Option<&Rule> {
+        self.find_raw(method, host, path.for_matching())
+    }
+
+    fn find_raw(&self, method: &Method, host: Option<&str>, raw: &str) -> Option<&Rule> {
         let folded;
         let p = if self.fold_case && raw.bytes().any(|b| b.is_ascii_uppercase()) {
             folded = raw.to_ascii_lowercase();
@@ -111,7 +152,7 @@ impl RuleTable {
             raw
         };
         if let Some(ids) = self.exact.get(p) {
-            if let Some(r) = self.best(ids, method, |_| true) {
+            if let Some(r) = self.best(ids, method, host, |_| true) {
                 return Some(r);
             }
         }
@@ -132,18 +173,19 @@ impl RuleTable {
         trail
             .iter()
             .rev()
-            .find_map(|n| self.best(&n.patterns, method, |r| r.pattern.matches(p, &segs)))
+            .find_map(|n| self.best(&n.patterns, method, host, |r| r.pattern.matches(p, &segs)))
     }
 
     fn best(
         &self,
         ids: &[usize],
         method: &Method,
+        host: Option<&str>,
         matches: impl Fn(&Rule) -> bool,
     ) -> Option<&Rule> {
         ids.iter()
             .filter_map(|&i| self.rules.get(i))
-            .filter(|r| r.allows_method(method) && matches(r))
+            .filter(|r| r.allows_method(method) && r.allows_host(host) && matches(r))
             .max_by_key(|r| r.specificity)
     }
 
@@ -153,6 +195,7 @@ impl RuleTable {
             exact: HashMap::new(),
             root: TrieNode::default(),
             fold_case,
+            has_hosts: rules.iter().any(|r| r.host.is_some()),
         };
         for (i, rule) in rules.iter().enumerate() {
             match &rule.pattern {

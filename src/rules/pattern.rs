@@ -3,8 +3,10 @@
 //! A pattern is either an exact path or a list of segments (literals and `*`) with an
 //! optional final `/**`. Precedence is a [`Specificity`] compared with `Ord`: an exact path
 //! beats any pattern; then more literal segments before the first wildcard; then `*` beats
-//! `**` as the first wildcard; then a rule with `methods` beats one without.
+//! `**` as the first wildcard; then a rule with a `host` beats one without (an exact host
+//! beats a wildcard host); then a rule with `methods` beats one without.
 
+use super::host::HostRank;
 use crate::path;
 
 /// One segment of a wildcard pattern.
@@ -40,6 +42,7 @@ pub struct Specificity {
     pub exact: bool,
     pub literal_prefix: usize,
     pub first_wildcard: FirstWildcard,
+    pub host: HostRank,
     pub has_methods: bool,
 }
 
@@ -137,6 +140,7 @@ impl PathPattern {
                 exact: true,
                 literal_prefix: p.split('/').count(),
                 first_wildcard: FirstWildcard::Star,
+                host: HostRank::Any,
                 has_methods,
             },
             PathPattern::Wild { segments, .. } => {
@@ -149,6 +153,7 @@ impl PathPattern {
                     } else {
                         FirstWildcard::GlobStar
                     },
+                    host: HostRank::Any,
                     has_methods,
                 }
             }

@@ -16,7 +16,7 @@ fn rule(path: &str, methods: Option<&[&str]>) -> RawRule {
 
 fn table(rules: &[RawRule]) -> RuleTable {
     let mut d = Diagnostics::default();
-    let t = build(rules, false, &mut d);
+    let t = build(rules, false, &[], &mut d);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     t
 }
@@ -87,6 +87,7 @@ fn ties_are_configuration_errors() {
     build(
         &[rule("/a/*", None), rule("/b/**", None), rule("/a/*", None)],
         false,
+        &[],
         &mut d,
     );
     assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
@@ -101,6 +102,7 @@ fn ties_are_configuration_errors() {
     build(
         &[rule("/a/*/b", None), rule("/a/*/**", None)],
         false,
+        &[],
         &mut d,
     );
     assert_eq!(
@@ -122,6 +124,7 @@ fn ties_are_configuration_errors() {
             rule("/x", Some(&["PUT"])),
         ],
         false,
+        &[],
         &mut d,
     );
     assert!(d.errors.is_empty(), "{:?}", d.errors);
@@ -130,6 +133,7 @@ fn ties_are_configuration_errors() {
     build(
         &[rule("/a", Some(&["GET"])), rule("/a", Some(&["HEAD"]))],
         false,
+        &[],
         &mut d,
     );
     assert_eq!(d.errors.len(), 1);
@@ -152,7 +156,12 @@ fn rule_fields_are_checked_with_key_paths() {
         roles: vec!["admin".into()],
         ..RawRule::default()
     };
-    build(&[bad, public_with_roles, RawRule::default()], false, &mut d);
+    build(
+        &[bad, public_with_roles, RawRule::default()],
+        false,
+        &[],
+        &mut d,
+    );
     let keys: Vec<&str> = d.errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -170,7 +179,7 @@ fn rule_fields_are_checked_with_key_paths() {
 #[test]
 fn case_insensitive_tables_fold_both_sides() {
     let mut d = Diagnostics::default();
-    let t = build(&[rule("/Admin/**", None)], true, &mut d);
+    let t = build(&[rule("/Admin/**", None)], true, &[], &mut d);
     assert!(d.errors.is_empty());
     assert!(t
         .find(&Method::GET, &normalize("/ADMIN/X", false).expect("valid"))
@@ -214,7 +223,7 @@ proptest! {
             .map(|(p, m)| rule(p, if *m { Some(&["GET"][..]) } else { None }))
             .collect();
         let mut d = Diagnostics::default();
-        let t = build(&raw, false, &mut d);
+        let t = build(&raw, false, &[], &mut d);
         prop_assume!(d.errors.is_empty());
         for p in paths {
             let p = if p.is_empty() { "/".to_owned() } else { p };
@@ -242,4 +251,93 @@ proptest! {
             }
         }
     }
+}
+
+fn host_rule(path: &str, host: Option<&str>, upstream: Option<&str>) -> RawRule {
+    RawRule {
+        path: Some(path.to_owned()),
+        host: host.map(str::to_owned),
+        upstream: upstream.map(str::to_owned),
+        ..RawRule::default()
+    }
+}
+
+fn find_host(t: &RuleTable, host: Option<&str>, path: &str) -> Option<usize> {
+    t.find_for(&Method::GET, host, &normalize(path, false).expect("valid"))
+        .map(|r| r.index)
+}
+
+#[test]
+fn a_host_beats_no_host_at_the_same_path_specificity_only() {
+    let t = table(&[
+        host_rule("/**", None, None),
+        host_rule("/**", Some("app.example.com"), None),
+        host_rule("/**", Some("*.example.com"), None),
+        host_rule("/api/**", None, None),
+        host_rule("/api/**", Some("App.Example.com"), None),
+        host_rule("/api/v1/**", None, None),
+    ]);
+    assert!(t.has_hosts());
+    assert_eq!(find_host(&t, Some("app.example.com"), "/x"), Some(1));
+    assert_eq!(find_host(&t, Some("other.example.com"), "/x"), Some(2));
+    assert_eq!(find_host(&t, Some("a.b.example.com"), "/x"), Some(0));
+    assert_eq!(find_host(&t, Some("example.org"), "/x"), Some(0));
+    assert_eq!(find_host(&t, None, "/x"), Some(0));
+    assert_eq!(find_host(&t, Some("app.example.com"), "/api/x"), Some(4));
+    assert_eq!(find_host(&t, Some("evil.test"), "/api/x"), Some(3));
+    // A deeper path without a host still beats a shallower one with a host.
+    assert_eq!(find_host(&t, Some("app.example.com"), "/api/v1/x"), Some(5));
+}
+
+#[test]
+fn host_rules_tie_only_when_their_hosts_overlap() {
+    let mut d = Diagnostics::default();
+    build(
+        &[
+            host_rule("/a/**", Some("a.example.com"), None),
+            host_rule("/a/**", Some("b.example.com"), None),
+            host_rule("/a/**", Some("*.example.com"), None),
+            host_rule("/a/**", Some("*.example.org"), None),
+        ],
+        false,
+        &[],
+        &mut d,
+    );
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let mut d = Diagnostics::default();
+    build(
+        &[
+            host_rule("/a/**", Some("a.example.com"), None),
+            host_rule("/a/**", Some("A.example.com."), None),
+        ],
+        false,
+        &[],
+        &mut d,
+    );
+    assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+    assert_eq!(d.errors[0].key, "rule[1].path");
+}
+
+#[test]
+fn rule_host_and_upstream_are_checked() {
+    let mut d = Diagnostics::default();
+    let t = build(
+        &[
+            host_rule("/a/**", Some("a.example.com:8080"), None),
+            host_rule("/b/**", None, Some("billing")),
+            host_rule("/c/**", None, Some("nope")),
+        ],
+        false,
+        &["billing", "reports"],
+        &mut d,
+    );
+    let keys: Vec<&str> = d.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["rule[0].host", "rule[2].upstream"], "{:?}", d.errors);
+    assert!(
+        d.errors[1].message.contains("\"nope\" is not defined")
+            && d.errors[1].message.contains("billing, reports"),
+        "{}",
+        d.errors[1].message
+    );
+    assert_eq!(t.rules()[0].upstream, Some(0));
 }

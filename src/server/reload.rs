@@ -98,7 +98,7 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     }
     let rt = Runtime::new(new, gw.revocations.clone()).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            key: "upstream.url".into(),
+            key: String::new(),
             message: e,
         }])
     })?;
