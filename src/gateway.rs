@@ -124,6 +124,16 @@ impl Gateway {
         self.runtime.store(Arc::new(rt));
     }
 
+    /// Sets the gauges that are read from state rather than counted, before a scrape.
+    pub fn observe_gauges(&self) {
+        let rt = self.runtime();
+        let refreshing = self.refreshing.lock().map_or(0, |m| {
+            m.values().filter(|(_, cell)| !cell.initialized()).count()
+        });
+        self.metrics
+            .set_gauges(rt.session_cache.len(), rt.token_cache.len(), refreshing);
+    }
+
     /// Ready once the provider's keys have been fetched.
     pub fn is_ready(&self) -> bool {
         self.jwks.is_ready()

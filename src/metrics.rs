@@ -24,6 +24,13 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+type IntGauge = prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>;
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -35,7 +42,12 @@ pub struct Metrics {
     token_cache: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
-    config_hash: prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>,
+    config_hash: IntGauge,
+    sessions_started: Counter,
+    sessions_ended: Family<ReasonLabel, Counter>,
+    sessions_cached: IntGauge,
+    tokens_cached: IntGauge,
+    refreshes_in_flight: IntGauge,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
@@ -90,9 +102,7 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
-        let config_hash =
-            prometheus_client::metrics::gauge::Gauge::<i64, std::sync::atomic::AtomicI64>::default(
-            );
+        let config_hash = IntGauge::default();
         registry.register(
             "config_hash",
             "Hash of the loaded configuration file and overrides (changes when they change)",
@@ -103,6 +113,36 @@ impl Metrics {
             "session_refreshes",
             "Session token refreshes by result",
             session_refreshes.clone(),
+        );
+        let sessions_started = Counter::default();
+        registry.register(
+            "sessions_started",
+            "Browser sessions started (completed logins)",
+            sessions_started.clone(),
+        );
+        let sessions_ended = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "sessions_ended",
+            "Browser sessions ended by logout or by a refresh the provider refused",
+            sessions_ended.clone(),
+        );
+        let sessions_cached = IntGauge::default();
+        registry.register(
+            "sessions_cached",
+            "Decrypted session cookies held in memory (sessions recently active on this instance, up to tokens.cache_size)",
+            sessions_cached.clone(),
+        );
+        let tokens_cached = IntGauge::default();
+        registry.register(
+            "tokens_cached",
+            "Verified bearer tokens held in memory",
+            tokens_cached.clone(),
+        );
+        let refreshes_in_flight = IntGauge::default();
+        registry.register(
+            "session_refreshes_in_flight",
+            "Session token refreshes waiting for the provider",
+            refreshes_in_flight.clone(),
         );
         Metrics {
             registry,
@@ -115,7 +155,31 @@ impl Metrics {
             session_refreshes,
             reloads,
             config_hash,
+            sessions_started,
+            sessions_ended,
+            sessions_cached,
+            tokens_cached,
+            refreshes_in_flight,
         }
+    }
+
+    pub fn session_started(&self) {
+        self.sessions_started.inc();
+    }
+
+    /// `reason`: `"logout"` or `"refresh_failed"`.
+    pub fn session_ended(&self, reason: &'static str) {
+        self.sessions_ended
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Gauges read from the caches, set just before a scrape.
+    pub fn set_gauges(&self, sessions_cached: usize, tokens_cached: usize, refreshing: usize) {
+        let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.sessions_cached.set(g(sessions_cached));
+        self.tokens_cached.set(g(tokens_cached));
+        self.refreshes_in_flight.set(g(refreshing));
     }
 
     pub fn request(&self, decision: &'static str, status: u16, took: Duration) {

@@ -387,6 +387,7 @@ async fn session_identity(
             None => {
                 // The provider no longer honours the session: it is over.
                 codec.revoke(&data.sid, data.exp);
+                gw.metrics.session_ended("refresh_failed");
                 ctx.set_cookies.extend(codec.clear(chunks));
                 return None;
             }

@@ -472,3 +472,79 @@ async fn access_token_header_for_sessions() {
         .expect("the session's access token");
     assert!(auth.starts_with("Bearer ey"), "{auth}");
 }
+
+/// The value of one sample line of `/metrics`, 0 when it is absent.
+async fn metric(h: &Harness, sample: &str) -> f64 {
+    let body = support::get(h.gw.admin_addr, "/metrics", &[]).await.body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn session_metrics_follow_logins_refreshes_and_logouts() {
+    let h = Harness::start().await;
+    assert_eq!(metric(&h, "portcullis_sessions_started_total").await, 0.0);
+    assert_eq!(metric(&h, "portcullis_sessions_cached").await, 0.0);
+
+    h.idp.set_access_ttl(1);
+    let (mut alice, _) = logged_in(&h, "alice", "/profile").await;
+    h.idp.set_access_ttl(300);
+    let (mut bob, _) = logged_in(&h, "bob", "/profile").await;
+    assert_eq!(metric(&h, "portcullis_sessions_started_total").await, 2.0);
+
+    // Alice's 1 s access token is refreshed on her next request; Bob's cookie is cached.
+    alice.navigate("/profile").await;
+    bob.navigate("/profile").await;
+    // Every refresh the provider answered, no more, no less.
+    let refreshes = h.idp.refreshes() as f64;
+    assert!(refreshes >= 1.0);
+    assert_eq!(
+        metric(&h, "portcullis_session_refreshes_total{result=\"ok\"}").await,
+        refreshes
+    );
+    assert_eq!(
+        metric(&h, "portcullis_session_refreshes_in_flight").await,
+        0.0
+    );
+    assert!(metric(&h, "portcullis_sessions_cached").await >= 1.0);
+
+    let r = bob
+        .request(
+            "POST",
+            &format!("http://{}/oauth2/logout", h.addr()),
+            &[("Origin", &h.public())],
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        metric(&h, "portcullis_sessions_ended_total{reason=\"logout\"}").await,
+        1.0
+    );
+
+    // A refresh the provider refuses ends the session, and is counted as such.
+    h.idp.set_access_ttl(1);
+    let (mut carol, _) = logged_in(&h, "alice", "/profile").await;
+    h.idp.set_refresh_fails(true);
+    let r = carol
+        .request(
+            "GET",
+            &format!("http://{}/profile", h.addr()),
+            &[("Accept", "application/json")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        metric(&h, "portcullis_session_refreshes_total{result=\"error\"}").await,
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &h,
+            "portcullis_sessions_ended_total{reason=\"refresh_failed\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(metric(&h, "portcullis_sessions_started_total").await, 3.0);
+}

@@ -87,6 +87,14 @@ impl SessionCache {
         self.cache.get(key)
     }
 
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
     pub fn insert(
         &self,
         key: [u8; 32],

@@ -90,6 +90,7 @@ pub async fn handle(
         crate::auth::session::SessionLookup::None => 0,
     };
     ctx.set_cookies.extend(codec.seal(&data, previous));
+    gw.metrics.session_started();
     ctx.reason = "login_complete";
     Err(Denial::Redirect(login.rd))
 }

@@ -74,6 +74,7 @@ pub async fn handle(
         match codec.open(req.headers()) {
             SessionLookup::Valid { data, chunks } => {
                 codec.revoke(&data.sid, data.exp);
+                gw.metrics.session_ended("logout");
                 ctx.set_cookies.extend(codec.clear(chunks));
                 id_token = Some(data.id_token);
             }

@@ -23,11 +23,14 @@ fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain",
             "not ready: the identity provider's keys have not been fetched yet\n".to_owned(),
         ),
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            gw.metrics.encode(),
-        ),
+        "/metrics" => {
+            gw.observe_gauges();
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                gw.metrics.encode(),
+            )
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
