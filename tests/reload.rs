@@ -144,3 +144,92 @@ async fn reload_refuses_a_new_issuer_and_reports_restart_only_settings() {
         "the rest was applied"
     );
 }
+
+/// Keep-alive clients, one connection each, keep sending while a reload moves their rule
+/// to another upstream: no request fails, no connection is closed, and the requests after
+/// the reload reach the new upstream.
+#[tokio::test]
+async fn a_reload_moves_a_rule_to_another_upstream_under_keep_alive_load() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+
+    let idp = TestIdp::start().await;
+    let (a, b) = (EchoUpstream::start().await, EchoUpstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let config = |to: &str| {
+        support::config_toml(
+            &idp.issuer(),
+            &a.url(),
+            &format!(
+                "[upstreams.a]\nurl = \"{}\"\n[upstreams.b]\nurl = \"{}\"\n[[rule]]\npath = \"/api/**\"\naccess = \"public\"\nupstream = \"{to}\"\n[[rule]]\npath = \"/other/**\"\nupstream = \"{}\"\n",
+                a.url(),
+                b.url(),
+                if to == "a" { "b" } else { "a" },
+            ),
+        )
+    };
+    std::fs::write(&path, config("a")).unwrap();
+    let env = EnvOverrides::default();
+    let gw = portcullis::server::start(portcullis::config::load(&path, &env).unwrap())
+        .await
+        .unwrap();
+    support::wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let (stop, failed) = (stop.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let req = hyper::Request::get("/api/x")
+                    .header("host", "gateway")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                match send.send_request(req).await {
+                    Ok(resp) if resp.status() == 200 => {
+                        resp.into_body().collect().await.unwrap();
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                sent += 1;
+            }
+            drop(send);
+            // The connection ends only because this client let go of it.
+            conn.await.unwrap().unwrap();
+            sent
+        }));
+    }
+    while a.count() < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    std::fs::write(&path, config("b")).unwrap();
+    reload::reload(&gw.gateway, &path, &env).expect("the new configuration loads");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.count() < 50 {
+        assert!(Instant::now() < deadline, "the new upstream never got a request");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let a_after = a.count();
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for c in clients {
+        sent += c.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "a request failed");
+    assert_eq!(sent, a.count() + b.count(), "every request was answered once");
+    // Requests already on their way to `a` when the swap happened may still finish there,
+    // but nothing new goes to it.
+    assert!(a.count() <= a_after + 4, "{} then {}", a_after, a.count());
+}
