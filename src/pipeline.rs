@@ -57,6 +57,23 @@ pub struct RequestContext {
     pub set_cookies: Vec<String>,
     /// The signed-in user of a browser session, for the 403 page.
     pub signed_in: Option<String>,
+    /// What `authorize` does for a browser without a credential that may log in.
+    /// Forward-auth changes it; everything else keeps the default redirect.
+    pub login: LoginStart,
+}
+
+/// How `authorize` answers a browser request without a credential on rules that allow a
+/// login (`login` not `"deny"`, sessions configured).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LoginStart {
+    /// 302 to the provider; the login returns to the request's own path and query.
+    #[default]
+    Redirect,
+    /// 302 to the provider; the login returns to this `rd` (already validated).
+    RedirectTo(String),
+    /// No redirect and no login attempt: 401 that names this URL of the gateway's login
+    /// endpoint (`Denial::LoginRequired`), for proxies that can only pass a 401 on.
+    Offer(String),
 }
 
 /// Handles one request end to end. Never fails: every refusal is a response.
@@ -76,6 +93,7 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
         upstream_time: None,
         set_cookies: Vec::new(),
         signed_in: None,
+        login: LoginStart::Redirect,
     };
     let mut resp = match run(&gw, &rt, &mut ctx, req).await {
         Ok(resp) => resp,
@@ -264,9 +282,15 @@ pub async fn authorize(
                             .chain(extra)
                             .all(|r| r.login != Login::Deny);
                         if ctx.browser && may_login && rt.session.is_some() {
-                            let rd = match query {
-                                Some(q) => format!("{}?{q}", path.as_str()),
-                                None => path.as_str().to_owned(),
+                            let rd = match std::mem::take(&mut ctx.login) {
+                                LoginStart::Redirect => match query {
+                                    Some(q) => format!("{}?{q}", path.as_str()),
+                                    None => path.as_str().to_owned(),
+                                },
+                                LoginStart::RedirectTo(rd) => rd,
+                                LoginStart::Offer(login) => {
+                                    return Err(Denial::LoginRequired { login });
+                                }
                             };
                             return Err(start_login(gw, rt, ctx, rd));
                         }

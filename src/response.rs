@@ -9,6 +9,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::bearer::TokenError;
+use crate::forward::headers::X_PORTCULLIS_LOGIN;
 use crate::path::PathRejection;
 
 /// Every response body: streamed from the upstream, or made by the gateway.
@@ -45,6 +46,12 @@ pub enum Denial {
     NoRule,
     /// No credential where one is needed.
     Unauthenticated,
+    /// No credential on a browser request that may log in, answered without a redirect
+    /// (forward-auth for nginx): a 401 like `Unauthenticated` whose `X-Portcullis-Login`
+    /// header names the gateway's login URL that returns to the request.
+    LoginRequired {
+        login: String,
+    },
     /// A bearer token that failed validation.
     InvalidToken(TokenError),
     /// Valid token without the rule's scopes.
@@ -79,7 +86,7 @@ impl Denial {
             Denial::AmbiguousCredentials => "ambiguous_credentials",
             Denial::BadRequest(_) => "bad_request",
             Denial::NoRule => "no_rule",
-            Denial::Unauthenticated => "unauthenticated",
+            Denial::Unauthenticated | Denial::LoginRequired { .. } => "unauthenticated",
             Denial::InvalidToken(_) => "invalid_token",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::Forbidden(code) => code,
@@ -133,7 +140,7 @@ impl Denial {
                 "no rule allows this request".into(),
                 None,
             ),
-            Denial::Unauthenticated => (
+            Denial::Unauthenticated | Denial::LoginRequired { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "authentication required".into(),
@@ -236,11 +243,15 @@ impl Denial {
         }
         let (status, code, desc, www) = self.parts();
         let (content_type, body) = if browser {
-            let extra = match (status, signed_in) {
-                (StatusCode::FORBIDDEN, Some(user)) => Some(format!(
+            let extra = match (self, status, signed_in) {
+                (_, StatusCode::FORBIDDEN, Some(user)) => Some(format!(
                     "<p>You are signed in as <strong>{}</strong>.</p><form method=\"post\" action=\"{}/logout\"><button type=\"submit\">Log out</button></form>",
                     escape_html(user),
                     escape_html(auth_prefix)
+                )),
+                (Denial::LoginRequired { login }, _, _) => Some(format!(
+                    "<p><a href=\"{}\">Sign in</a></p>",
+                    escape_html(login)
                 )),
                 _ => None,
             };
@@ -262,6 +273,11 @@ impl Denial {
         );
         if let Some(w) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
             h.insert(header::WWW_AUTHENTICATE, w);
+        }
+        if let Denial::LoginRequired { login } = self {
+            if let Ok(v) = HeaderValue::from_str(login) {
+                h.insert(X_PORTCULLIS_LOGIN, v);
+            }
         }
         resp
     }

@@ -4,19 +4,35 @@
 //! `X-Forwarded-Uri` (Traefik) or `X-Original-Method` + `X-Original-URI` (nginx). The answer
 //! is 200 with the identity headers, or the same 401/403 a proxied request would get.
 //! Only callers inside `server.trusted_proxies` are served.
+//!
+//! A browser without a credential is never redirected by default: nginx's `auth_request`
+//! turns anything but 2xx, 401 and 403 into a 500. It gets a 401 whose `X-Portcullis-Login`
+//! header names `<public_url><auth_prefix>/login?rd=<the asked path>`, and the proxy sends
+//! the browser there (nginx: `error_page 401` + `auth_request_set`). With
+//! `?login=redirect` on the endpoint (for Traefik, which hands a non-2xx answer to the
+//! client as it is) the endpoint itself answers with the 302 to the provider and the
+//! login cookie, exactly as a proxied request would.
 
 use http::header::HeaderMap;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use url::Url;
 
+use super::redirect::{query_param, validate};
+use crate::config::ServerSettings;
 use crate::forward::forwarded;
 use crate::forward::headers::{
-    X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
+    X_FORWARDED_HOST, X_FORWARDED_METHOD, X_FORWARDED_PROTO, X_FORWARDED_URI, X_ORIGINAL_METHOD,
+    X_ORIGINAL_URI,
 };
 use crate::gateway::{Gateway, Runtime};
-use crate::path;
-use crate::pipeline::{self, RequestContext};
+use crate::path::{self, NormalizedPath};
+use crate::pipeline::{self, LoginStart, RequestContext};
 use crate::response::{empty, Body, Denial};
+
+/// The endpoint's query parameter that chooses how a browser without a credential is told
+/// to log in.
+const LOGIN_PARAM: &str = "login";
 
 pub async fn handle(
     gw: &Gateway,
@@ -27,6 +43,15 @@ pub async fn handle(
     if !forwarded::is_trusted(&rt.config.server.trusted_proxies, ctx.conn.peer.ip()) {
         return Err(Denial::UntrustedCaller);
     }
+    let redirect = match query_param(req.uri().query(), LOGIN_PARAM).as_deref() {
+        None => false,
+        Some("redirect") => true,
+        Some(_) => {
+            return Err(Denial::BadRequest(
+                "unknown login mode (only login=redirect)",
+            ))
+        }
+    };
     let headers = req.headers();
     let method = asked_method(headers)?;
     let uri = asked_uri(headers)?;
@@ -39,12 +64,76 @@ pub async fn handle(
     ctx.path = Some(target.as_str().to_owned());
     ctx.method = method.clone();
     ctx.browser = crate::response::is_browser(&method, headers);
+    let rd = return_to(
+        headers,
+        &target,
+        query,
+        &rt.config.server.public_url,
+        ctx.conn.tls,
+    );
+    ctx.login = if redirect {
+        LoginStart::RedirectTo(rd)
+    } else {
+        LoginStart::Offer(login_url(&rt.config.server, &rd))
+    };
     let identity = pipeline::authorize(gw, rt, ctx, &method, &target, query, headers).await?;
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {
         rt.headers.set_identity(resp.headers_mut(), id);
     }
     Ok(resp)
+}
+
+/// Where a login started for the asked request returns to. The proxy's
+/// `X-Forwarded-Proto` + `X-Forwarded-Host` + the asked URI make the absolute URL; it must
+/// have `public_url`'s origin, else only its path and query are kept (the browser then
+/// returns to that path on `public_url`, never to another origin). Always a path that
+/// passes `rd` validation, or `/`.
+fn return_to(
+    headers: &HeaderMap,
+    target: &NormalizedPath,
+    query: Option<&str>,
+    public_url: &Url,
+    tls: bool,
+) -> String {
+    let path = match query {
+        Some(q) => format!("{}?{q}", target.as_str()),
+        None => target.as_str().to_owned(),
+    };
+    let Some(host) = first_value(headers, &X_FORWARDED_HOST) else {
+        return validate(Some(&path), public_url);
+    };
+    let proto =
+        first_value(headers, &X_FORWARDED_PROTO).unwrap_or(if tls { "https" } else { "http" });
+    let asked = format!("{proto}://{host}{path}");
+    match Url::parse(&asked) {
+        Ok(u) if u.origin() == public_url.origin() => validate(Some(&asked), public_url),
+        _ => {
+            // Host and scheme are whatever the proxy was told; they only ever decide
+            // between "that URL" and "that path on public_url".
+            tracing::debug!(
+                "the forwarded origin is not public_url's; the login returns to the path on public_url"
+            );
+            validate(Some(&path), public_url)
+        }
+    }
+}
+
+/// `<public_url><auth_prefix>/login?rd=<rd>`, with `rd` percent-encoded.
+fn login_url(server: &ServerSettings, rd: &str) -> String {
+    let base = server.public_url.as_str().trim_end_matches('/');
+    let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    format!("{base}{}/login?rd={rd}", server.auth_prefix)
+}
+
+/// The first comma-separated value of a header, trimmed; `None` when absent or empty.
+fn first_value<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, names: [&http::HeaderName; 2]) -> Option<&'a str> {
@@ -77,5 +166,83 @@ fn asked_uri(headers: &HeaderMap) -> Result<String, Denial> {
             .map(|pq| pq.as_str().to_owned())
             .unwrap_or_else(|| "/".into())),
         _ => Err(Denial::BadRequest("invalid X-Forwarded-Uri")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("valid value"));
+        }
+        h
+    }
+
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        Option<&'static str>,
+        &'static str,
+    );
+
+    #[test]
+    fn the_login_returns_to_the_asked_path_and_never_to_another_origin() {
+        let public = Url::parse("https://app.example.com").expect("valid");
+        let target = path::normalize("/a/../docs/x", false).expect("valid path");
+        // (forwarded headers, asked query, expected rd)
+        let cases: [Case; 7] = [
+            (&[], Some("q=1&r=2"), "/docs/x?q=1&r=2"),
+            (
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.example.com"),
+                ],
+                None,
+                "/docs/x",
+            ),
+            // Default port spelled out: still the same origin.
+            (
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.example.com:443"),
+                ],
+                Some("a=b"),
+                "/docs/x?a=b",
+            ),
+            // Another host, scheme or port: only the path survives.
+            (
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "evil.example"),
+                ],
+                None,
+                "/docs/x",
+            ),
+            (
+                &[
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-host", "app.example.com"),
+                ],
+                None,
+                "/docs/x",
+            ),
+            (
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "app.example.com@evil.example"),
+                ],
+                None,
+                "/docs/x",
+            ),
+            // A query that fails rd validation falls back to `/`.
+            (&[], Some("x=%0d%0aSet-Cookie:a"), "/"),
+        ];
+        for (pairs, query, want) in cases {
+            let got = return_to(&headers(pairs), &target, query, &public, false);
+            assert_eq!(got, want, "{pairs:?} {query:?}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri")
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+/// On forward-auth's 401 for a browser that may log in: where to send it to log in.
+pub const X_PORTCULLIS_LOGIN: HeaderName = HeaderName::from_static("x-portcullis-login");
 
 /// RFC 9110 §7.6.1 connection-specific headers (plus the de-facto `Proxy-Connection`).
 pub const HOP_BY_HOP: [HeaderName; 9] = [
