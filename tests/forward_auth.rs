@@ -578,3 +578,66 @@ fn header_case(name: &str) -> String {
         .collect::<Vec<_>>()
         .join("-")
 }
+
+/// With host rules, forward-auth judges the host the proxy was asked for
+/// (`X-Forwarded-Host`), never the auth request's own `Host`.
+#[tokio::test]
+async fn host_rules_judge_the_forwarded_host() {
+    let rules = r#"
+[[rule]]
+path = "/**"
+host = "admin.example.com"
+roles = ["admin"]
+
+[[rule]]
+path = "/**"
+access = "public"
+"#;
+    let h = Harness::with_edit(rules, |toml| {
+        toml.replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        )
+    })
+    .await;
+    let asked = |host: &'static str| {
+        vec![
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/dashboard"),
+            ("X-Forwarded-Host", host),
+        ]
+    };
+    assert_eq!(
+        h.get("/oauth2/auth", &asked("app.example.com"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        h.get("/oauth2/auth", &asked("Admin.Example.com:443"))
+            .await
+            .status,
+        401
+    );
+    let mut claims = h.idp.claims("alice", "gateway", "");
+    claims["resource_access"] = serde_json::json!({"gateway": {"roles": ["admin"]}});
+    let bearer = format!("Bearer {}", h.idp.mint(&claims));
+    let mut with_token = asked("admin.example.com");
+    with_token.push(("Authorization", &bearer));
+    let r = h.get("/oauth2/auth", &with_token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-auth-roles"), Some("admin"));
+
+    // Without X-Forwarded-Host the host is unknown: refused, never judged by the
+    // host-less rules.
+    let r = h
+        .get(
+            "/oauth2/auth",
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", "/dashboard"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}

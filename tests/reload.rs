@@ -218,7 +218,10 @@ async fn a_reload_moves_a_rule_to_another_upstream_under_keep_alive_load() {
     reload::reload(&gw.gateway, &path, &env).expect("the new configuration loads");
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.count() < 50 {
-        assert!(Instant::now() < deadline, "the new upstream never got a request");
+        assert!(
+            Instant::now() < deadline,
+            "the new upstream never got a request"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let a_after = a.count();
@@ -228,7 +231,11 @@ async fn a_reload_moves_a_rule_to_another_upstream_under_keep_alive_load() {
         sent += c.await.unwrap();
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "a request failed");
-    assert_eq!(sent, a.count() + b.count(), "every request was answered once");
+    assert_eq!(
+        sent,
+        a.count() + b.count(),
+        "every request was answered once"
+    );
     // Requests already on their way to `a` when the swap happened may still finish there,
     // but nothing new goes to it.
     assert!(a.count() <= a_after + 4, "{} then {}", a_after, a.count());

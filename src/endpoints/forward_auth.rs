@@ -3,7 +3,8 @@
 //! The calling proxy says which request it is asking about with `X-Forwarded-Method` +
 //! `X-Forwarded-Uri` (Traefik) or `X-Original-Method` + `X-Original-URI` (nginx). The answer
 //! is 200 with the identity headers, or the same 401/403 a proxied request would get.
-//! Only callers inside `server.trusted_proxies` are served.
+//! Only callers inside `server.trusted_proxies` are served. When any rule has a `host`,
+//! the asked request's host is the proxy's `X-Forwarded-Host` (required then).
 //!
 //! A browser without a credential is never redirected by default: nginx's `auth_request`
 //! turns anything but 2xx, 401 and 403 into a 500. It gets a 401 whose `X-Portcullis-Login`
@@ -64,6 +65,16 @@ pub async fn handle(
     ctx.path = Some(target.as_str().to_owned());
     ctx.method = method.clone();
     ctx.browser = crate::response::is_browser(&method, headers);
+    if rt.config.rules.has_hosts() {
+        // The host the proxy was asked for; never the auth request's own Host.
+        let host = first_value(headers, &X_FORWARDED_HOST).ok_or(Denial::BadRequest(
+            "missing X-Forwarded-Host (rules with a host need it)",
+        ))?;
+        ctx.host = Some(
+            crate::rules::host::request_host(host)
+                .ok_or(Denial::BadRequest("invalid X-Forwarded-Host"))?,
+        );
+    }
     let rd = return_to(
         headers,
         &target,
