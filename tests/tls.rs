@@ -148,3 +148,118 @@ fn bad_tls_files_are_configuration_errors() {
     let text = err.to_string();
     assert!(text.contains("server.tls.key_file: missing"), "{text}");
 }
+
+/// The end-entity certificate a new TLS handshake with the gateway presents (not verified:
+/// the test compares it with the files).
+async fn presented_cert(addr: std::net::SocketAddr) -> Vec<u8> {
+    #[derive(Debug)]
+    struct AcceptAny;
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAny))
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn first_cert(file: &str) -> Vec<u8> {
+    CertificateDer::pem_file_iter(file)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// A renewed certificate (new files written over the old ones) is served from the next
+/// handshake on, without a restart.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let conf = dir.path().join("gateway.toml");
+    let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
+        .replace(
+            "shutdown_grace = \"2s\"",
+            &format!(
+            "shutdown_grace = \"2s\"\n[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n"
+        ),
+        );
+    std::fs::write(&conf, &toml).unwrap();
+    let env = portcullis::config::EnvOverrides::default();
+    let gw = portcullis::server::start(portcullis::config::load(&conf, &env).unwrap())
+        .await
+        .expect("starts");
+    tokio::spawn(portcullis::server::reload::watch(
+        gw.gateway.clone(),
+        conf.clone(),
+        env,
+        std::time::Duration::from_millis(50),
+        gw.shutdown_handle().subscribe(),
+    ));
+    let old = first_cert(&cert);
+    assert_eq!(presented_cert(gw.addr).await, old);
+
+    // Renew: a new pair, moved over the old files (as certificate tools do).
+    let renewed = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = self_signed(renewed.path());
+    let new = first_cert(&new_cert);
+    assert_ne!(old, new);
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while presented_cert(gw.addr).await != new {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let m = support::get(gw.admin_addr, "/metrics", &[]).await.body;
+    assert!(
+        m.contains("portcullis_config_reloads_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+}

@@ -245,7 +245,7 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
     }
 }
 
-fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
+fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<TlsSettings> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -294,6 +294,17 @@ fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = match rustls::sign::CertifiedKey::from_der(certs, key, &provider) {
+        Ok(ck) => Arc::new(ck),
+        Err(e) => {
+            d.error(
+                "server.tls.key_file",
+                format!("the key does not fit the certificate: {e}"),
+            );
+            return None;
+        }
+    };
+    let resolver = Arc::new(ReloadableCert::new(certified.clone()));
     let builder = match rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
     {
@@ -303,19 +314,16 @@ fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<Arc<rustls::ServerConfig>> {
             return None;
         }
     };
-    match builder.with_no_client_auth().with_single_cert(certs, key) {
-        Ok(mut cfg) => {
-            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Some(Arc::new(cfg))
-        }
-        Err(e) => {
-            d.error(
-                "server.tls.key_file",
-                format!("the key does not fit the certificate: {e}"),
-            );
-            None
-        }
-    }
+    let mut cfg = builder
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Some(TlsSettings {
+        config: Arc::new(cfg),
+        certified,
+        resolver,
+        files: vec![cert_file.into(), key_file.into()],
+    })
 }
 
 fn upstream(raw: &RawConfig, d: &mut Diagnostics) -> UpstreamSettings {

@@ -59,7 +59,49 @@ pub struct ServerSettings {
     pub allow_path_params: bool,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server.tls]`, loaded.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// For the listener; its certificate comes from `resolver`.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The certificate and key read from the files.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
+    /// Serves `certified`; a reload puts a renewed certificate into the running one.
+    pub resolver: Arc<ReloadableCert>,
+    /// `cert_file` and `key_file`, watched for changes like the configuration file.
+    pub files: Vec<PathBuf>,
+}
+
+/// A certificate that can be replaced while the listener runs (renewals without restart).
+pub struct ReloadableCert(arc_swap::ArcSwap<rustls::sign::CertifiedKey>);
+
+impl ReloadableCert {
+    pub fn new(ck: Arc<rustls::sign::CertifiedKey>) -> ReloadableCert {
+        ReloadableCert(arc_swap::ArcSwap::new(ck))
+    }
+
+    /// New handshakes use `ck`; connections already open keep theirs.
+    pub fn replace(&self, ck: Arc<rustls::sign::CertifiedKey>) {
+        self.0.store(ck);
+    }
+}
+
+impl std::fmt::Debug for ReloadableCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReloadableCert")
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.load_full())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `server.shutdown_grace`.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let settings = gw.runtime().config.server.clone();
-    let tls = settings.tls.clone().map(TlsAcceptor::from);
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(|t| TlsAcceptor::from(t.config.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -4,8 +4,10 @@
 //! configuration they started with; connections are not touched. An invalid configuration
 //! is logged with every error and the old one keeps serving.
 //!
-//! Settings bound to sockets or read once at start (listen addresses, TLS files, header
-//! limits, shutdown grace) are reported as needing a restart and keep their old values;
+//! A renewed TLS certificate (the files' contents are watched too) is served from the next
+//! handshake on. Settings bound to sockets or read once at start (listen addresses,
+//! turning TLS on or off, header limits, shutdown grace) are reported as needing a
+//! restart and keep their old values;
 //! a changed `oidc.issuer` or `tokens.jwks_refresh` refuses the whole reload, because the
 //! provider's keys belong to the issuer the process started with.
 
@@ -26,6 +28,27 @@ pub fn fingerprint(path: &Path, env: &EnvOverrides) -> Option<u64> {
     bytes.hash(&mut h);
     env.hash_into(&mut h);
     Some(h.finish())
+}
+
+/// The same, plus the contents of other files the configuration reads (TLS certificate
+/// and key), so a renewed certificate is picked up like an edited configuration.
+fn watched(path: &Path, env: &EnvOverrides, files: &[PathBuf]) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    fingerprint(path, env)?.hash(&mut h);
+    for f in files {
+        std::fs::read(f).ok().hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+fn watched_files(gw: &Gateway) -> Vec<PathBuf> {
+    gw.runtime()
+        .config
+        .server
+        .tls
+        .as_ref()
+        .map(|t| t.files.clone())
+        .unwrap_or_default()
 }
 
 /// Loads and applies the configuration. Returns the keys whose new values need a restart.
@@ -80,9 +103,13 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     if s.0.admin_listen != s.1.admin_listen {
         restart.push("server.admin_listen");
     }
-    if s.0.tls.is_some() || s.1.tls.is_some() {
-        // Certificates are read when the listener starts.
-        restart.push("server.tls");
+    match (&s.0.tls, &s.1.tls) {
+        (None, None) => {}
+        // The certificate changes in place: the running listener's resolver serves the new
+        // one on the next handshake. It is the one the listener started with, so it is
+        // carried over into the new configuration.
+        (Some(running), Some(new)) => running.resolver.replace(new.certified.clone()),
+        _ => restart.push("server.tls"),
     }
     if s.0.max_header_bytes != s.1.max_header_bytes {
         restart.push("server.max_header_bytes");
@@ -95,6 +122,11 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     }
     if o.log.format != n.log.format || o.log.level != n.log.level {
         restart.push("log");
+    }
+    let mut new = new;
+    if let (Some(running), Some(tls)) = (&o.server.tls, new.server.tls.as_mut()) {
+        tls.resolver = running.resolver.clone();
+        tls.config = running.config.clone();
     }
     let rt = Runtime::new(new, gw.revocations.clone()).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -117,7 +149,8 @@ pub async fn watch(
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last = fingerprint(&path, &env);
+    let mut files = watched_files(&gw);
+    let mut last = watched(&path, &env, &files);
     loop {
         let hangup = async {
             #[cfg(unix)]
@@ -130,7 +163,7 @@ pub async fn watch(
         tokio::select! {
             _ = hangup => tracing::info!("SIGHUP: reloading the configuration"),
             _ = tokio::time::sleep(poll) => {
-                let now = fingerprint(&path, &env);
+                let now = watched(&path, &env, &files);
                 if now == last || now.is_none() {
                     continue;
                 }
@@ -138,7 +171,12 @@ pub async fn watch(
             }
             _ = shutdown.changed() => return,
         }
-        last = fingerprint(&path, &env);
+        last = watched(&path, &env, &files);
         let _ = reload(&gw, &path, &env);
+        let now_watched = watched_files(&gw);
+        if now_watched != files {
+            files = now_watched;
+            last = watched(&path, &env, &files);
+        }
     }
 }
