@@ -1,20 +1,236 @@
 //! The main listener: accept loop, TLS, HTTP/1.1 + HTTP/2, header limits, graceful drain.
+//!
+//! Each connection is one task. Its protocol is known before its connection state is
+//! built: ALPN says it for TLS, and on plain TCP the first bytes do (HTTP/2 with prior
+//! knowledge starts with the connection preface). An HTTP/1.1 connection, the common and
+//! the long-idle kind, then carries only HTTP/1.1 state; HTTP/2 state lives in a box of
+//! its own. That keeps an idle keep-alive connection small.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::ServerSettings;
 use crate::gateway::Gateway;
 use crate::pipeline::{self, ConnInfo};
+use crate::response::Body;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an HTTP/2 connection with prior knowledge sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+type Answer = Result<http::Response<Body>, Infallible>;
+type AnswerFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The per-connection service: every request goes through the pipeline.
+fn service(
+    gw: Arc<Gateway>,
+    conn: ConnInfo,
+) -> impl Service<
+    http::Request<Incoming>,
+    Response = http::Response<Body>,
+    Error = Infallible,
+    Future = AnswerFuture,
+> + Clone {
+    service_fn(move |req| {
+        let gw = gw.clone();
+        // Boxed so that an idle connection does not carry the full size of the request
+        // pipeline's state machine.
+        Box::pin(async move { Ok(pipeline::handle(gw, conn, req).await) }) as AnswerFuture
+    })
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings, shared by all connections.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    /// Also bounds how long a new plain connection may take to show its protocol.
+    header_read_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(s: &ServerSettings) -> Protocols {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(s.header_read_timeout)
+            .max_buf_size(s.max_header_bytes);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX));
+        Protocols {
+            h1,
+            h2,
+            header_read_timeout: s.header_read_timeout,
+        }
+    }
+
+    /// A plain TCP connection: HTTP/2 if it opens with the preface, else HTTP/1.1.
+    async fn serve_plain<S>(&self, mut stream: TcpStream, svc: S, stop: watch::Receiver<bool>)
+    where
+        S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut seen = [0u8; 24];
+        let mut len = 0;
+        let sniff = async {
+            while len < seen.len() {
+                let n = stream.read(&mut seen[len..]).await?;
+                if n == 0 {
+                    break;
+                }
+                len += n;
+                if seen[..len] != H2_PREFACE[..len] {
+                    break;
+                }
+            }
+            Ok::<_, io::Error>(())
+        };
+        match tokio::time::timeout(self.header_read_timeout, sniff).await {
+            Ok(Ok(())) if len > 0 => {}
+            // Closed, failed, or silent for too long before saying anything.
+            _ => return,
+        }
+        let io = Rewind {
+            seen,
+            pos: 0,
+            len: len as u8,
+            inner: stream,
+        };
+        if len == H2_PREFACE.len() && seen == *H2_PREFACE {
+            self.serve_h2(io, svc, stop).await;
+        } else {
+            self.serve_h1(io, svc, stop).await;
+        }
+    }
+
+    async fn serve_h1<I, S>(&self, io: I, svc: S, mut stop: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let conn = self
+            .h1
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stopped(&mut stop) => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+
+    async fn serve_h2<I, S>(&self, io: I, svc: S, mut stop: watch::Receiver<bool>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        // Boxed: HTTP/2 state is large, and an HTTP/1.1 task should not be sized for it.
+        let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested (at once if it already was).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens once everything stops.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A stream whose first bytes were already read (to tell the protocol) and are handed
+/// out again before the rest.
+struct Rewind {
+    seen: [u8; 24],
+    pos: u8,
+    len: u8,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let (pos, len) = (usize::from(self.pos), usize::from(self.len));
+        if pos < len {
+            let n = (len - pos).min(buf.remaining());
+            buf.put_slice(&self.seen[pos..pos + n]);
+            self.pos += n as u8;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// Serves until `shutdown` turns true, then drains open connections for up to
 /// `server.shutdown_grace`.
@@ -24,18 +240,9 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
         .tls
         .as_ref()
         .map(|t| TlsAcceptor::from(t.config.clone()));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols::new(&settings));
+    // Every connection task holds a sender; when all are gone, the drain is complete.
+    let (open, mut drained) = mpsc::channel::<()>(1);
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,68 +258,54 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let conn = ConnInfo {
-                peer,
-                tls: tls.is_some(),
-            };
-            let svc = service_fn(move |req| {
-                let gw = gw.clone();
-                // Boxed so that an idle connection does not carry the full size of the
-                // request pipeline's state machine.
-                Box::pin(async move {
-                    Ok::<_, std::convert::Infallible>(pipeline::handle(gw, conn, req).await)
-                })
-            });
-            let result = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .into_owned(),
-                        )
-                        .await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection_with_upgrades(
-                                            TokioIo::new(tls_stream),
-                                            svc,
-                                        )
-                                        .into_owned(),
-                                )
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let conn = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+        };
+        let svc = service(gw.clone(), conn);
+        let protocols = protocols.clone();
+        let stop = shutdown.clone();
+        let open = open.clone();
+        // Plain and TLS connections are different tasks, so that a plain connection does
+        // not carry the size of a TLS session.
+        match tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    protocols.serve_plain(stream, svc, stop).await;
+                    drop(open);
+                });
             }
-        });
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let tls_stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        protocols.serve_h2(tls_stream, svc, stop).await;
+                    } else {
+                        protocols.serve_h1(tls_stream, svc, stop).await;
+                    }
+                    drop(open);
+                });
+            }
+        }
     }
     drop(listener);
+    drop(open);
     let grace = settings.shutdown_grace;
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = drained.recv() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown grace period over; closing remaining connections"),
     }
 }
