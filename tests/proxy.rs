@@ -293,3 +293,67 @@ async fn http2_to_the_upstream_when_configured() {
     let h1 = Harness::start().await;
     assert_eq!(h1.get("/api/public", &[]).await.seen().version, "HTTP/1.1");
 }
+
+/// Clients may speak HTTP/2 with prior knowledge (h2c) to the plain listener; the
+/// protocol is told by the connection preface, and HTTP/1.1 requests that happen to start
+/// like it (`PRI`, `POST`, `PUT`) stay HTTP/1.1.
+#[tokio::test]
+async fn h2c_prior_knowledge_and_http1_share_the_plain_listener() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let h = Harness::start().await;
+    let token = h.token("svc", "test_api_access");
+    let stream = TcpStream::connect(h.addr()).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for path in ["/api/private-scoped/a", "/api/private-scoped/b"] {
+        let req = hyper::Request::get(format!("http://{}{path}", h.addr()))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let seen: portcullis::testing::Seen = serde_json::from_slice(&body).unwrap();
+        assert_eq!(seen.target, path);
+        assert_eq!(seen.header("x-auth-subject"), Some("svc"));
+    }
+    // A denial over h2c is still a denial, and never reaches the upstream.
+    let before = h.upstream.count();
+    let req = hyper::Request::get(format!("http://{}/admin/x", h.addr()))
+        .header("accept", "application/json")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 401);
+    assert_eq!(h.upstream.count(), before);
+
+    let r = support::raw(
+        h.addr(),
+        format!(
+            "POST /api/public HTTP/1.1\r\nHost: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+            h.addr()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.seen().body, "hi");
+    // Not quite the preface: answered as HTTP/1.1 (and refused as a bad request).
+    let r = support::raw(
+        h.addr(),
+        b"PRI * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.status == 400 || r.status == 403,
+        "{} {}",
+        r.status,
+        r.body
+    );
+}

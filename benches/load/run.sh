@@ -5,15 +5,18 @@
 #   bash benches/load/run.sh            # 10 s per run at 32 and 256 connections
 #   DURATION=5s CONNS="32" bash benches/load/run.sh
 #   WRITE=docs/performance.md bash benches/load/run.sh   # also write the results there
+#   GATEWAY_BIN=/path/to/other/portcullis bash benches/load/run.sh   # compare another build
 #
 # Scenarios (each alternated with a baseline run through the pass-through proxy):
 #   public   public rule, no credential
 #   bearer   valid RS256 bearer token, scope rule, roles extraction (repeated token: cached)
 #   session  valid encrypted session cookie, role rule
 #   deny     no credential on a protected path (401)
-# Reported: requests/s, p50/p99 latency, the proxy's peak RSS, and the ratio of each
-# portcullis scenario to the baseline run next to it. Then the RSS with IDLE (default
-# 10000) idle keep-alive connections open.
+# Reported: requests/s, p50/p99 latency, CPU time per request, the proxy's peak RSS, and
+# the ratio of each portcullis scenario to the baseline run next to it; every figure is
+# the median of ROUNDS (default 3) alternating runs, because on a small machine where
+# wrk, proxy and upstream share the cores single runs vary by 10 % or more. Then the RSS
+# with IDLE (default 10000) idle keep-alive connections open.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,6 +24,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-"32 256"}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-10000}
 WRITE=${WRITE:-}
 
@@ -33,6 +37,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
+REL="${CARGO_TARGET_DIR:-target}/release"
 echo "building release binaries..." >&2
 cargo build --release --quiet --bin portcullis --example passthrough --example bench_upstream --example bench_env --features test-util
 
@@ -58,9 +63,9 @@ wait_http() { # url, expected status
 ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
 U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
 SECRET="bench-session-secret-0123456789abcdef"
-target/release/examples/bench_upstream "127.0.0.1:$U" & pids+=($!)
-target/release/examples/passthrough "127.0.0.1:$P" "http://127.0.0.1:$U" & pids+=($!)
-target/release/examples/bench_env "$tmp/env" "$SECRET" & pids+=($!)
+$REL/examples/bench_upstream "127.0.0.1:$U" & pids+=($!)
+$REL/examples/passthrough "127.0.0.1:$P" "http://127.0.0.1:$U" & pids+=($!)
+$REL/examples/bench_env "$tmp/env" "$SECRET" & pids+=($!)
 for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
 # shellcheck disable=SC1091
 . "$tmp/env"
@@ -93,7 +98,7 @@ login = "deny"
 path = "/app/**"
 roles = ["admin"]
 TOML
-target/release/portcullis serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
+"${GATEWAY_BIN:-$REL/portcullis}" serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
 PT=${pids[1]}
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/" 200
@@ -103,43 +108,62 @@ curl -sf -H "Cookie: $COOKIE" "http://127.0.0.1:$G/app/x" >/dev/null
 hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# run NAME CONNS URL [header...] -> prints "rps p50 p99"
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run PID CONNS URL [header...] -> prints "rps p50 p99 cpu_us_per_request" (the CPU time,
+# user + system, that process PID spent per request during the measured run)
 run() {
-    local conns=$1 url=$2; shift 2
+    local pid=$1 conns=$2 url=$3; shift 3
     local hdrs=()
     for h in "$@"; do hdrs+=(-H "$h"); done
     wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${hdrs[@]}" "$url" >/dev/null 2>&1
-    local out
+    local out t0 t1
+    t0=$(cpu_ticks "$pid")
     out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${hdrs[@]}" "$url")
-    local rps p50 p99
+    t1=$(cpu_ticks "$pid")
+    local rps p50 p99 total cpu
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    echo "$rps $p50 $p99"
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v a="$t0" -v b="$t1" -v n="$total" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    echo "$rps $p50 $p99 $cpu"
 }
 
 to_ms() { # 1.23ms / 456.00us / 1.2s -> ms
     awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 results="$tmp/results.md"
 {
-    echo "| connections | scenario | req/s | p50 ms | p99 ms | baseline req/s | baseline p99 ms | ratio | p99 delta ms | peak RSS MB |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| connections | scenario | req/s | p50 ms | p99 ms | baseline req/s | baseline p99 ms | ratio | p99 delta ms | CPU us/req | baseline CPU us/req | peak RSS MB |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 } > "$results"
 
+# Each scenario runs ROUNDS times, each time right after a baseline run; the table shows
+# the medians (the ratio is the median of the per-round ratios).
 for c in $CONNS; do
     for scenario in public bearer session deny; do
-        read -r brps bp50 bp99 < <(run "$c" "http://127.0.0.1:$P/public/x")
-        case $scenario in
-            public)  read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/public/x") ;;
-            bearer)  read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/api/x" "Authorization: Bearer $TOKEN") ;;
-            session) read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/app/x" "Cookie: $COOKIE") ;;
-            deny)    read -r rps p50 p99 < <(run "$c" "http://127.0.0.1:$G/api/x") ;;
-        esac
-        ratio=$(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.2f", a/b }')
-        delta=$(awk -v a="$(to_ms "$p99")" -v b="$(to_ms "$bp99")" 'BEGIN { printf "%+.3f", a-b }')
-        line="| $c | $scenario | $rps | $(to_ms "$p50") | $(to_ms "$p99") | $brps | $(to_ms "$bp99") | $ratio | $delta | $(hwm "$GW") |"
+        R_RPS="" R_P50="" R_P99="" R_CPU="" B_RPS="" B_P99="" B_CPU="" RATIO="" DELTA=""
+        for _ in $(seq 1 "$ROUNDS"); do
+            read -r brps bp50 bp99 bcpu < <(run "$PT" "$c" "http://127.0.0.1:$P/public/x")
+            case $scenario in
+                public)  read -r rps p50 p99 cpu < <(run "$GW" "$c" "http://127.0.0.1:$G/public/x") ;;
+                bearer)  read -r rps p50 p99 cpu < <(run "$GW" "$c" "http://127.0.0.1:$G/api/x" "Authorization: Bearer $TOKEN") ;;
+                session) read -r rps p50 p99 cpu < <(run "$GW" "$c" "http://127.0.0.1:$G/app/x" "Cookie: $COOKIE") ;;
+                deny)    read -r rps p50 p99 cpu < <(run "$GW" "$c" "http://127.0.0.1:$G/api/x") ;;
+            esac
+            R_RPS+=" $rps" R_P50+=" $(to_ms "$p50")" R_P99+=" $(to_ms "$p99")" R_CPU+=" $cpu"
+            B_RPS+=" $brps" B_P99+=" $(to_ms "$bp99")" B_CPU+=" $bcpu"
+            RATIO+=" $(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.3f", a/b }')"
+            DELTA+=" $(awk -v a="$(to_ms "$p99")" -v b="$(to_ms "$bp99")" 'BEGIN { printf "%.3f", a-b }')"
+            echo "  $c $scenario: ratio $(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.2f", a/b }') ($rps / $brps req/s)" >&2
+        done
+        m() { median <<<"$1"; }
+        line="| $c | $scenario | $(m "$R_RPS") | $(m "$R_P50") | $(m "$R_P99") | $(m "$B_RPS") | $(m "$B_P99") | $(awk -v r="$(m "$RATIO")" 'BEGIN { printf "%.2f", r }') | $(awk -v d="$(m "$DELTA")" 'BEGIN { printf "%+.3f", d }') | $(m "$R_CPU") | $(m "$B_CPU") | $(hwm "$GW") |"
         echo "$line" | tee -a "$results" >&2
     done
 done
@@ -182,7 +206,7 @@ if [ -n "$WRITE" ]; then
     {
         echo "## Load benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS, $DURATION per run)"
         echo
-        echo "Command: \`DURATION=$DURATION CONNS=\"$CONNS\" bash benches/load/run.sh\`"
+        echo "Command: \`DURATION=$DURATION CONNS=\"$CONNS\" ROUNDS=$ROUNDS bash benches/load/run.sh\`"
         echo
         cat "$results"
         echo
