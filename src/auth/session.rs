@@ -136,7 +136,11 @@ use crate::unix_now as now;
 pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
     let mut out = HashMap::new();
     for v in headers.get_all(header::COOKIE) {
-        let Ok(s) = v.to_str() else { continue };
+        // UTF-8 is all that matters here (and checking it is much faster than `to_str`'s
+        // byte-by-byte visible-ASCII test on a multi-kilobyte session cookie).
+        let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
+            continue;
+        };
         for pair in s.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=') {
                 out.entry(k.trim()).or_insert(v.trim());

@@ -1,7 +1,7 @@
 //! A bounded cache of verified bearer tokens, so a token seen again costs a hash and a
 //! look-up instead of a signature check.
 //!
-//! Keyed by a keyed 64-bit hash of the token (SipHash with a random key per cache); a hit
+//! Keyed by a seeded 64-bit hash of the token (foldhash, random seed per cache); a hit
 //! counts only if the cached identity's token is the presented token, byte for byte, so a
 //! hash collision is a miss, never someone else's identity. Entries never outlive the
 //! token: a hit past `exp` (plus leeway) is dropped and the token is verified
@@ -11,13 +11,12 @@
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
-use sha2::{Digest, Sha256};
 
 use super::Identity;
 
 pub struct TokenCache {
     cache: Option<Cache<u64, Arc<Identity>>>,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::quality::RandomState,
     leeway: u64,
 }
 
@@ -26,7 +25,7 @@ impl TokenCache {
     pub fn new(capacity: usize, leeway: u64) -> TokenCache {
         TokenCache {
             cache: (capacity > 0).then(|| Cache::new(capacity)),
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             leeway,
         }
     }
@@ -74,28 +73,50 @@ impl TokenCache {
 pub struct CachedSession {
     pub data: super::session::SessionData,
     pub identity: Arc<Identity>,
+    check: u64,
 }
 
-/// Decrypted session cookies by the SHA-256 of their sealed value, so a browser's repeated
-/// requests skip decryption and JSON decoding. Expiry, refresh and revocation are still
-/// checked on every hit by the caller.
+/// Where a sealed session cookie is cached: two independently seeded 64-bit hashes of the
+/// whole sealed value, one to find the entry and one to confirm it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKey {
+    slot: u64,
+    check: u64,
+}
+
+/// Decrypted session cookies by a 128-bit seeded hash of their sealed value, so a
+/// browser's repeated requests skip decryption and JSON decoding. The seeds are random per
+/// cache: nobody can make another cookie land on someone's entry without knowing that
+/// cookie, and then they would hold it anyway; a changed byte anywhere is a different key,
+/// so a tampered cookie is decrypted (and refused) like any new one. Expiry, refresh and
+/// revocation are still checked on every hit by the caller.
 pub struct SessionCache {
-    cache: Cache<[u8; 32], Arc<CachedSession>>,
+    cache: Cache<u64, Arc<CachedSession>>,
+    slot: foldhash::quality::RandomState,
+    check: foldhash::quality::RandomState,
 }
 
 impl SessionCache {
     pub fn new(capacity: usize) -> SessionCache {
         SessionCache {
             cache: Cache::new(capacity.max(1)),
+            slot: foldhash::quality::RandomState::default(),
+            check: foldhash::quality::RandomState::default(),
         }
     }
 
-    pub fn key(&self, sealed: &str) -> [u8; 32] {
-        Sha256::digest(sealed.as_bytes()).into()
+    pub fn key(&self, sealed: &str) -> SessionKey {
+        use std::hash::BuildHasher;
+        SessionKey {
+            slot: self.slot.hash_one(sealed.as_bytes()),
+            check: self.check.hash_one(sealed.as_bytes()),
+        }
     }
 
-    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<CachedSession>> {
-        self.cache.get(key)
+    pub fn get(&self, key: &SessionKey) -> Option<Arc<CachedSession>> {
+        self.cache
+            .get(&key.slot)
+            .filter(|hit| hit.check == key.check)
     }
 
     pub fn len(&self) -> usize {
@@ -108,12 +129,18 @@ impl SessionCache {
 
     pub fn insert(
         &self,
-        key: [u8; 32],
+        key: SessionKey,
         data: super::session::SessionData,
         identity: Arc<Identity>,
     ) {
-        self.cache
-            .insert(key, Arc::new(CachedSession { data, identity }));
+        self.cache.insert(
+            key.slot,
+            Arc::new(CachedSession {
+                data,
+                identity,
+                check: key.check,
+            }),
+        );
     }
 }
 
@@ -154,5 +181,30 @@ mod tests {
         let off = TokenCache::new(0, 30);
         off.insert("a.b.c", identity("a.b.c", now + 60));
         assert!(off.get("a.b.c").is_none());
+    }
+
+    #[test]
+    fn a_session_hit_needs_the_same_sealed_value() {
+        let cache = SessionCache::new(100);
+        let sealed = "A".repeat(4000);
+        let data = crate::auth::session::SessionData {
+            sid: "s1".into(),
+            iat: 1,
+            exp: 2,
+            id_token: "x".into(),
+            access_token: None,
+            refresh_token: None,
+            at_exp: None,
+        };
+        cache.insert(cache.key(&sealed), data, identity("t", 2));
+        assert!(cache.get(&cache.key(&sealed)).is_some());
+        let mut tampered = sealed.clone().into_bytes();
+        tampered[1234] = b'B';
+        let tampered = String::from_utf8(tampered).unwrap_or_default();
+        assert!(cache.get(&cache.key(&tampered)).is_none());
+        assert!(cache.get(&cache.key(&sealed[..3999])).is_none());
+        // Another cache (another configuration, another process) has other seeds.
+        let other = SessionCache::new(100);
+        assert_ne!(other.key(&sealed), cache.key(&sealed));
     }
 }

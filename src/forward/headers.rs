@@ -160,7 +160,9 @@ impl HeaderPlan {
         let mut kept: Vec<&str> = Vec::new();
         let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
         for v in &values {
-            let Ok(s) = v.to_str() else { continue };
+            let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
+                continue;
+            };
             for pair in s.split(';') {
                 let pair = pair.trim();
                 if pair.is_empty() {
@@ -240,6 +242,12 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the few headers present is cheaper than a
+    // look-up per hop-by-hop name. (`Connection` is one of them, so headers it names are
+    // only ever looked for when it is there.)
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -253,6 +261,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes `X-HTTP-Method-Override` and its relatives.
 pub fn strip_method_overrides(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| METHOD_OVERRIDES.contains(k)) {
+        return;
+    }
     for n in &METHOD_OVERRIDES {
         headers.remove(n);
     }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: portcullis per scenario and
+# the pass-through proxy, each serving the same fixed number of keep-alive requests.
+# Unlike requests/s, instruction counts do not depend on what else the machine is doing,
+# so this is the figure to compare builds with (user-space work only: the kernel's share,
+# the same for both proxies, is not counted).
+#
+#   bash benches/load/instructions.sh                       # 2000 requests per scenario
+#   N=5000 bash benches/load/instructions.sh
+#   GATEWAY_BIN=/path/to/other/portcullis bash benches/load/instructions.sh
+#   KEEP=target/callgrind bash benches/load/instructions.sh   # keep each window's profile
+#                                            # (then: callgrind_annotate target/callgrind/bearer)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N=${N:-2000}
+CONC=${CONC:-4}
+
+for tool in valgrind ab; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && apt-get install -y -qq valgrind apache2-utils >/dev/null
+        else
+            echo "$tool is missing (Debian: apt-get install valgrind apache2-utils)" >&2
+            exit 1
+        fi
+    fi
+done
+
+REL="${CARGO_TARGET_DIR:-target}/release"
+echo "building release binaries..." >&2
+cargo build --release --quiet --bin portcullis --example passthrough --example bench_upstream --example bench_env --features test-util
+GATEWAY_BIN=${GATEWAY_BIN:-$REL/portcullis}
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { # url, expected status
+    for _ in $(seq 1 600); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
+        [ "$code" = "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "no $2 from $1" >&2
+    return 1
+}
+
+U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
+SECRET="bench-session-secret-0123456789abcdef"
+"$REL/examples/bench_upstream" "127.0.0.1:$U" & pids+=($!)
+"$REL/examples/bench_env" "$tmp/env" "$SECRET" & pids+=($!)
+for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
+# shellcheck disable=SC1091
+. "$tmp/env"
+
+cat > "$tmp/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$G"
+admin_listen = "127.0.0.1:$A"
+public_url = "http://127.0.0.1:$G"
+[upstream]
+url = "http://127.0.0.1:$U"
+[oidc]
+issuer = "$ISSUER"
+client_id = "gateway"
+client_secret = "bench"
+[session]
+secret = "$SECRET"
+refresh = false
+[log]
+level = "warn"
+[[rule]]
+path = "/public/**"
+access = "public"
+[[rule]]
+path = "/api/**"
+scopes = ["test_api_access"]
+any_roles = ["user"]
+login = "deny"
+[[rule]]
+path = "/app/**"
+roles = ["admin"]
+TOML
+
+# Both proxies under callgrind, counting from the first request on.
+valgrind --tool=callgrind --callgrind-out-file="$tmp/pt.%p" --collect-atstart=yes \
+    "$REL/examples/passthrough" "127.0.0.1:$P" "http://127.0.0.1:$U" 2>"$tmp/pt.log" & PT=$!; pids+=($PT)
+valgrind --tool=callgrind --callgrind-out-file="$tmp/gw.%p" --collect-atstart=yes \
+    "$GATEWAY_BIN" serve -c "$tmp/gateway.toml" 2>"$tmp/gw.log" & GW=$!; pids+=($GW)
+wait_http "http://127.0.0.1:$A/readyz" 200
+wait_http "http://127.0.0.1:$P/public/x" 200
+
+# Zeroes the counters, sends N requests, dumps; prints the instructions of that window.
+count() { # name pid url [header]
+    local name=$1 pid=$2 url=$3 hdr=${4:-"X-Bench: 1"}
+    ab -q -n 200 -c "$CONC" -k -H "$hdr" "$url" >/dev/null  # warm caches and pools
+    callgrind_control --zero "$pid" >/dev/null
+    local before
+    before=$(ls "$tmp" | wc -l)
+    ab -q -n "$N" -c "$CONC" -k -H "$hdr" "$url" >"$tmp/ab.txt"
+    grep -q "Failed requests:        0" "$tmp/ab.txt" || { echo "requests failed: $(grep Failed "$tmp/ab.txt")" >&2; exit 1; }
+    callgrind_control --dump "$pid" >/dev/null
+    for _ in $(seq 1 100); do [ "$(ls "$tmp" | wc -l)" -gt "$before" ] && break; sleep 0.1; done
+    local dump
+    dump=$(ls -t "$tmp"/*."$pid".* 2>/dev/null | head -1)
+    awk '/^summary:/ { print $2 }' "$dump"
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name"; fi
+    rm -f "$dump"
+}
+
+echo "| scenario | portcullis instructions/request | pass-through instructions/request | ratio |"
+echo "| --- | --- | --- | --- |"
+base=$(count pass-through "$PT" "http://127.0.0.1:$P/public/x")
+for scenario in public bearer session deny; do
+    case $scenario in
+        public)  ir=$(count public "$GW" "http://127.0.0.1:$G/public/x") ;;
+        bearer)  ir=$(count bearer "$GW" "http://127.0.0.1:$G/api/x" "Authorization: Bearer $TOKEN") ;;
+        session) ir=$(count session "$GW" "http://127.0.0.1:$G/app/x" "Cookie: $COOKIE") ;;
+        deny)    ir=$(count deny "$GW" "http://127.0.0.1:$G/api/x" "Accept: application/json") ;;
+    esac
+    awk -v g="$ir" -v b="$base" -v n="$N" -v s="$scenario" \
+        'BEGIN { printf "| %s | %.0f | %.0f | %.2f |\n", s, g / n, b / n, g / b }'
+done
