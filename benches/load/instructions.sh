@@ -117,14 +117,16 @@ count() { # name pid url [header]
 
 echo "| scenario | portcullis instructions/request | pass-through instructions/request | ratio |"
 echo "| --- | --- | --- | --- |"
-base=$(count pass-through "$PT" "http://127.0.0.1:$P/public/x")
 for scenario in public bearer session deny; do
+    # The pass-through gets the same request, headers included.
     case $scenario in
-        public)  ir=$(count public "$GW" "http://127.0.0.1:$G/public/x") ;;
-        bearer)  ir=$(count bearer "$GW" "http://127.0.0.1:$G/api/x" "Authorization: Bearer $TOKEN") ;;
-        session) ir=$(count session "$GW" "http://127.0.0.1:$G/app/x" "Cookie: $COOKIE") ;;
-        deny)    ir=$(count deny "$GW" "http://127.0.0.1:$G/api/x" "Accept: application/json") ;;
+        public)  path=/public/x hdr="X-Bench: public" ;;
+        bearer)  path=/api/x hdr="Authorization: Bearer $TOKEN" ;;
+        session) path=/app/x hdr="Cookie: $COOKIE" ;;
+        deny)    path=/api/x hdr="Accept: application/json" ;;
     esac
+    base=$(count "pass-through-$scenario" "$PT" "http://127.0.0.1:$P$path" "$hdr")
+    ir=$(count "$scenario" "$GW" "http://127.0.0.1:$G$path" "$hdr")
     awk -v g="$ir" -v b="$base" -v n="$N" -v s="$scenario" \
         'BEGIN { printf "| %s | %.0f | %.0f | %.2f |\n", s, g / n, b / n, g / b }'
 done
