@@ -357,3 +357,41 @@ async fn h2c_prior_knowledge_and_http1_share_the_plain_listener() {
         r.body
     );
 }
+
+/// `server.header_read_timeout` also bounds how long a keep-alive connection may wait for
+/// its next request (documented: behind a load balancer, set it above the balancer's idle
+/// timeout), and a connection that never says anything is closed after it too.
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_header_read_timeout() {
+    let h = Harness::start().await;
+    let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
+        .replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\nheader_read_timeout = \"300ms\"",
+        );
+    let gw = portcullis::server::start(support::load(&toml))
+        .await
+        .expect("starts");
+
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /api/public HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(done.is_ok(), "the idle keep-alive connection was kept open");
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "the request was answered first"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed too early"
+    );
+
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(done.is_ok(), "a silent connection was kept open");
+}
