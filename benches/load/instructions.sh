@@ -27,67 +27,9 @@ for tool in valgrind ab; do
     fi
 done
 
-REL="${CARGO_TARGET_DIR:-target}/release"
-echo "building release binaries..." >&2
-cargo build --release --quiet --bin portcullis --example passthrough --example bench_upstream --example bench_env --features test-util
+# shellcheck source=benches/load/common.sh
+. benches/load/common.sh
 GATEWAY_BIN=${GATEWAY_BIN:-$REL/portcullis}
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_http() { # url, expected status
-    for _ in $(seq 1 600); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-        [ "$code" = "$2" ] && return 0
-        sleep 0.1
-    done
-    echo "no $2 from $1" >&2
-    return 1
-}
-
-U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
-SECRET="bench-session-secret-0123456789abcdef"
-"$REL/examples/bench_upstream" "127.0.0.1:$U" & pids+=($!)
-"$REL/examples/bench_env" "$tmp/env" "$SECRET" & pids+=($!)
-for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
-# shellcheck disable=SC1091
-. "$tmp/env"
-
-cat > "$tmp/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:$G"
-admin_listen = "127.0.0.1:$A"
-public_url = "http://127.0.0.1:$G"
-[upstream]
-url = "http://127.0.0.1:$U"
-[oidc]
-issuer = "$ISSUER"
-client_id = "gateway"
-client_secret = "bench"
-[session]
-secret = "$SECRET"
-refresh = false
-[log]
-level = "warn"
-[[rule]]
-path = "/public/**"
-access = "public"
-[[rule]]
-path = "/api/**"
-scopes = ["test_api_access"]
-any_roles = ["user"]
-login = "deny"
-[[rule]]
-path = "/app/**"
-roles = ["admin"]
-TOML
 
 # Both proxies under callgrind, counting from the first request on.
 valgrind --tool=callgrind --callgrind-out-file="$tmp/pt.%p" --collect-atstart=yes \
@@ -119,12 +61,7 @@ echo "| scenario | portcullis instructions/request | pass-through instructions/r
 echo "| --- | --- | --- | --- |"
 for scenario in public bearer session deny; do
     # The pass-through gets the same request, headers included.
-    case $scenario in
-        public)  path=/public/x hdr="X-Bench: public" ;;
-        bearer)  path=/api/x hdr="Authorization: Bearer $TOKEN" ;;
-        session) path=/app/x hdr="Cookie: $COOKIE" ;;
-        deny)    path=/api/x hdr="Accept: application/json" ;;
-    esac
+    scenario_request "$scenario"
     base=$(count "pass-through-$scenario" "$PT" "http://127.0.0.1:$P$path" "$hdr")
     ir=$(count "$scenario" "$GW" "http://127.0.0.1:$G$path" "$hdr")
     awk -v g="$ir" -v b="$base" -v n="$N" -v s="$scenario" \

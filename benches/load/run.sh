@@ -38,69 +38,12 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-REL="${CARGO_TARGET_DIR:-target}/release"
-echo "building release binaries..." >&2
-cargo build --release --quiet --bin portcullis --example passthrough --example bench_upstream --example bench_env --features test-util
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_http() { # url, expected status
-    for _ in $(seq 1 200); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)
-        [ "$code" = "$2" ] && return 0
-        sleep 0.05
-    done
-    echo "no $2 from $1" >&2; return 1
-}
+# shellcheck source=benches/load/common.sh
+. benches/load/common.sh
 
 ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
-U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
-SECRET="bench-session-secret-0123456789abcdef"
-$REL/examples/bench_upstream "127.0.0.1:$U" & pids+=($!)
-$REL/examples/passthrough "127.0.0.1:$P" "http://127.0.0.1:$U" & pids+=($!)
-$REL/examples/bench_env "$tmp/env" "$SECRET" & pids+=($!)
-for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
-# shellcheck disable=SC1091
-. "$tmp/env"
-
-cat > "$tmp/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:$G"
-admin_listen = "127.0.0.1:$A"
-public_url = "http://127.0.0.1:$G"
-[upstream]
-url = "http://127.0.0.1:$U"
-[oidc]
-issuer = "$ISSUER"
-client_id = "gateway"
-client_secret = "bench"
-[session]
-secret = "$SECRET"
-refresh = false
-[log]
-level = "warn"
-[[rule]]
-path = "/public/**"
-access = "public"
-[[rule]]
-path = "/api/**"
-scopes = ["test_api_access"]
-any_roles = ["user"]
-login = "deny"
-[[rule]]
-path = "/app/**"
-roles = ["admin"]
-TOML
+"$REL/examples/passthrough" "127.0.0.1:$P" "http://127.0.0.1:$U" & PT=$!; pids+=($PT)
 "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
-PT=${pids[1]}
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/" 200
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$G/api/x" >/dev/null
@@ -152,12 +95,7 @@ for c in $CONNS; do
         for _ in $(seq 1 "$ROUNDS"); do
             # The baseline gets the same request (path and headers) as the scenario, so both
             # proxies move the same bytes; only the gateway's own work differs.
-            case $scenario in
-                public)  path=/public/x hdr="X-Bench: public" ;;
-                bearer)  path=/api/x hdr="Authorization: Bearer $TOKEN" ;;
-                session) path=/app/x hdr="Cookie: $COOKIE" ;;
-                deny)    path=/api/x hdr="X-Bench: deny" ;;
-            esac
+            scenario_request "$scenario"
             read -r brps bp50 bp99 bcpu < <(run "$PT" "$c" "http://127.0.0.1:$P$path" "$hdr")
             read -r rps p50 p99 cpu < <(run "$GW" "$c" "http://127.0.0.1:$G$path" "$hdr")
             R_RPS+=" $rps" R_P50+=" $(to_ms "$p50")" R_P99+=" $(to_ms "$p99")" R_CPU+=" $cpu"
