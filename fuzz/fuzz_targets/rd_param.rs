@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let out = portcullis::endpoints::redirect::validate(Some(rd), &public);
     if out.starts_with('/') {
         assert!(!out.starts_with("//") && !out.starts_with("/\\"), "{out:?}");
-        assert!(!out.contains('\\') && !out.chars().any(char::is_control), "{out:?}");
+        assert!(
+            !out.contains('\\') && !out.chars().any(char::is_control),
+            "{out:?}"
+        );
     } else {
         let u = url::Url::parse(&out).expect("an absolute rd is a URL");
         assert_eq!(u.origin(), public.origin(), "{out:?}");
