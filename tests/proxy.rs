@@ -50,18 +50,23 @@ async fn oversized_headers_get_431_and_never_reach_the_upstream() {
     assert_eq!(h.upstream.count(), 0);
 }
 
-#[tokio::test]
-async fn a_slow_request_head_is_cut_off() {
-    let toml_extra = format!("{}\n", support::TUTORIAL_RULES);
-    let h = Harness::with(&toml_extra).await;
+/// A second gateway beside the harness's, with `header_read_timeout = "300ms"`.
+async fn with_short_header_timeout(h: &Harness) -> portcullis::server::Running {
     let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
         .replace(
             "shutdown_grace = \"2s\"",
             "shutdown_grace = \"2s\"\nheader_read_timeout = \"300ms\"",
         );
-    let gw = portcullis::server::start(support::load(&toml))
+    portcullis::server::start(support::load(&toml))
         .await
-        .expect("starts");
+        .expect("starts")
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off() {
+    let toml_extra = format!("{}\n", support::TUTORIAL_RULES);
+    let h = Harness::with(&toml_extra).await;
+    let gw = with_short_header_timeout(&h).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /api/public HTTP/1.1\r\nHost: x\r\n")
         .await
@@ -364,14 +369,7 @@ async fn h2c_prior_knowledge_and_http1_share_the_plain_listener() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_header_read_timeout() {
     let h = Harness::start().await;
-    let toml = support::config_toml(&h.idp.issuer(), &h.upstream.url(), support::TUTORIAL_RULES)
-        .replace(
-            "shutdown_grace = \"2s\"",
-            "shutdown_grace = \"2s\"\nheader_read_timeout = \"300ms\"",
-        );
-    let gw = portcullis::server::start(support::load(&toml))
-        .await
-        .expect("starts");
+    let gw = with_short_header_timeout(&h).await;
 
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /api/public HTTP/1.1\r\nHost: x\r\n\r\n")
