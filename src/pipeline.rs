@@ -440,11 +440,7 @@ async fn refresh(gw: &Gateway, rt: &Runtime, data: &SessionData) -> Option<Sessi
     cell.get_or_init(|| async {
         let meta = gw.jwks.metadata()?;
         let token = data.refresh_token.as_deref()?;
-        match rt
-            .oidc
-            .refresh(&gw.provider, &meta, &gw.jwks.keys(), token)
-            .await
-        {
+        match rt.oidc.refresh(&gw.provider, &meta, &gw.jwks, token).await {
             Ok(t) => {
                 let mut fresh = data.clone();
                 fresh.at_exp = access_token_expiry(&t.access_token, t.expires_in);
