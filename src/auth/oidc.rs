@@ -261,6 +261,8 @@ impl Oidc {
         let raw = id.to_string();
         let header = super::jose::Header::parse(&raw)
             .map_err(|e| OidcError::IdToken(format!("JOSE header: {e}")))?;
+        // The claims are read again later (roles, email): no key may appear twice.
+        super::jose::claims(&raw).map_err(|e| OidcError::IdToken(e.to_string()))?;
         let mut keys = jwks.keys();
         if let Some(kid) = header.kid.as_deref() {
             if !keys.has_kid(kid) {
