@@ -28,6 +28,7 @@
 //! ```
 
 pub mod auth;
+pub mod authority;
 pub mod authz;
 pub mod cli;
 pub mod config;

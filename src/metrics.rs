@@ -48,6 +48,9 @@ pub struct Metrics {
     sessions_cached: IntGauge,
     tokens_cached: IntGauge,
     refreshes_in_flight: IntGauge,
+    connections_open: IntGauge,
+    connections_at_limit: Counter,
+    idle_closed: Family<KindLabel, Counter>,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
@@ -138,6 +141,24 @@ impl Metrics {
             "Verified bearer tokens held in memory",
             tokens_cached.clone(),
         );
+        let connections_open = IntGauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open on the main listener",
+            connections_open.clone(),
+        );
+        let connections_at_limit = Counter::default();
+        registry.register(
+            "connections_at_limit",
+            "Times the main listener stopped accepting because server.max_connections were open",
+            connections_at_limit.clone(),
+        );
+        let idle_closed = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "connections_idle_closed",
+            "HTTP/2 connections closed for sending no complete request within header_read_timeout",
+            idle_closed.clone(),
+        );
         let refreshes_in_flight = IntGauge::default();
         registry.register(
             "session_refreshes_in_flight",
@@ -160,7 +181,23 @@ impl Metrics {
             sessions_cached,
             tokens_cached,
             refreshes_in_flight,
+            connections_open,
+            connections_at_limit,
+            idle_closed,
         }
+    }
+
+    /// A connection was accepted (`+1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    pub fn connections_at_limit(&self) {
+        self.connections_at_limit.inc();
+    }
+
+    pub fn idle_closed(&self, kind: &'static str) {
+        self.idle_closed.get_or_create(&KindLabel { kind }).inc();
     }
 
     pub fn session_started(&self) {

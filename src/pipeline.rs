@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::auth::session::{SealedSession, SessionData, SessionLookup};
 use crate::auth::{self, Credential, Identity};
+use crate::authority;
 use crate::authz::{self, Decision, DenyReason};
 use crate::endpoints;
 use crate::forward::upstream::UpstreamBody;
@@ -155,7 +156,8 @@ async fn run(
     let path = path::normalize(req.uri().path(), rt.config.server.allow_path_params)
         .map_err(Denial::BadPath)?;
     ctx.path = Some(path.as_str().to_owned());
-    let authority = request_authority(&req)?;
+    let authority = authority::request_authority(req.version(), req.uri(), req.headers())
+        .map_err(|e| Denial::BadRequest(e.describe()))?;
     if rt.config.rules.has_hosts() {
         ctx.host = authority.and_then(crate::rules::host::request_host);
     }
@@ -214,27 +216,6 @@ fn override_denial(e: method_override::OverrideError) -> Denial {
     match e {
         method_override::OverrideError::InvalidValue => Denial::BadRequest("invalid _method value"),
         method_override::OverrideError::Multipart => Denial::BadRequest("malformed multipart body"),
-    }
-}
-
-/// The authority a request is for: the URI's (HTTP/2 `:authority`, or an absolute-form
-/// HTTP/1.1 target, which wins over `Host` as RFC 9112 §3.2.2 says), else the `Host`
-/// header. More than one `Host` header is a 400.
-fn request_authority(req: &Request<Incoming>) -> Result<Option<&str>, Denial> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(Denial::BadRequest("more than one Host header"));
-    }
-    if let Some(a) = req.uri().authority() {
-        return Ok(Some(a.as_str()));
-    }
-    match host {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| Denial::BadRequest("invalid Host header")),
     }
 }
 

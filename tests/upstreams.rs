@@ -161,19 +161,26 @@ async fn the_host_cannot_be_smuggled_past_the_rules() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
 
-    // An absolute-form target names the host; Host is ignored (RFC 9112 §3.2.2), and the
-    // upstream gets the target's host, never the other one.
-    let r = get_with(
-        h.addr(),
-        "http://admin.example.com/dashboard",
-        &["Host: app.example.com", &auth],
-    )
-    .await;
-    assert_eq!(r.status, 403, "judged as admin.example.com: {}", r.body);
+    // An absolute-form target whose authority disagrees with Host is ambiguous too: 400
+    // either way round, never forwarded (contract: Host and authority validation).
+    for (target, host) in [
+        (
+            "http://admin.example.com/dashboard",
+            "Host: app.example.com",
+        ),
+        (
+            "http://app.example.com/dashboard",
+            "Host: admin.example.com",
+        ),
+    ] {
+        let r = get_with(h.addr(), target, &[host, &auth]).await;
+        assert_eq!(r.status, 400, "{target} with {host}: {}", r.body);
+    }
+    // When they agree, the upstream gets the host it was judged by.
     let r = get_with(
         h.addr(),
         "http://app.example.com/dashboard",
-        &["Host: admin.example.com", &auth],
+        &["Host: APP.example.com", &auth],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);

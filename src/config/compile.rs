@@ -220,6 +220,11 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         );
     }
 
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        d.error("server.max_connections", "must be at least 1");
+    }
+
     ServerSettings {
         listen,
         public_url,
@@ -241,9 +246,14 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
             s.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        max_connections: max_connections.max(1),
         tls: s.tls.as_ref().and_then(|t| tls(t, d)),
     }
 }
+
+/// `server.max_connections` when unset: above the 10 000 idle keep-alive connections
+/// the gateway is measured with, below common file-descriptor limits of service managers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 fn tls(t: &RawTls, d: &mut Diagnostics) -> Option<TlsSettings> {
     use rustls::pki_types::pem::PemObject;

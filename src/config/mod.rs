@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub allow_path_params: bool,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// Most client connections open at once on the main listener.
+    pub max_connections: usize,
     pub tls: Option<TlsSettings>,
 }
 

@@ -37,8 +37,11 @@ pub struct RawServer {
     pub allow_path_params: bool,
     /// Largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_bytes: Option<usize>,
-    /// How long a client may take to send the request head; slower gets 408.
+    /// How long a client may take to send the request head; slower gets 408. Also how
+    /// long a keep-alive connection (HTTP/1.1 or HTTP/2) may sit without a request.
     pub header_read_timeout: Option<String>,
+    /// Most client connections open at once; further ones wait in the listen backlog.
+    pub max_connections: Option<usize>,
     pub tls: Option<RawTls>,
 }
 

@@ -5,14 +5,26 @@
 //! knowledge starts with the connection preface). An HTTP/1.1 connection, the common and
 //! the long-idle kind, then carries only HTTP/1.1 state; HTTP/2 state lives in a box of
 //! its own. That keeps an idle keep-alive connection small.
+//!
+//! Time limits are the same for both protocols: a connection that has not shown its
+//! protocol, has not sent a complete request head, or has sat idle between requests for
+//! `server.header_read_timeout` is closed. hyper enforces that for HTTP/1.1; for HTTP/2 an
+//! [`Activity`] watch counts open streams (until their response bodies end) and sends
+//! GOAWAY when there has been none for that long, so a client that dribbles a HEADERS
+//! frame, or opens connections and says nothing, holds nothing for long. At most
+//! `server.max_connections` connections are open at once; further ones wait in the
+//! kernel's listen backlog until one closes.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -20,7 +32,7 @@ use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerSettings;
@@ -58,12 +70,14 @@ fn service(
 struct Protocols {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
-    /// Also bounds how long a new plain connection may take to show its protocol.
+    /// Also bounds how long a new plain connection may take to show its protocol, and
+    /// how long an HTTP/2 connection may go without a stream.
     header_read_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Protocols {
-    fn new(s: &ServerSettings) -> Protocols {
+    fn new(s: &ServerSettings, metrics: Arc<crate::metrics::Metrics>) -> Protocols {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(s.header_read_timeout)
@@ -75,6 +89,7 @@ impl Protocols {
             h1,
             h2,
             header_read_timeout: s.header_read_timeout,
+            metrics,
         }
     }
 
@@ -155,18 +170,153 @@ impl Protocols {
             + 'static,
         S::Future: Send + 'static,
     {
+        let activity = Arc::new(Activity::new());
+        let svc = Tracked {
+            inner: svc,
+            activity: activity.clone(),
+        };
         // Boxed: HTTP/2 state is large, and an HTTP/1.1 task should not be sized for it.
         let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
+        let limit = self.header_read_timeout;
         let result = tokio::select! {
             r = conn.as_mut() => r,
             () = stopped(&mut stop) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
+            () = activity.idle_for(limit) => {
+                tracing::debug!(?limit, "closing an HTTP/2 connection without requests");
+                self.metrics.idle_closed("http2");
+                conn.as_mut().graceful_shutdown();
+                // GOAWAY was sent and no stream is open: the connection ends at once
+                // unless the peer holds it; then it is cut after another period.
+                match tokio::time::timeout(limit, conn.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+    }
+}
+
+// === impl Activity ===
+
+/// The open streams of one HTTP/2 connection, and since when it has had none.
+struct Activity {
+    /// Streams whose response has not ended yet (counted until the body is done).
+    open: AtomicUsize,
+    /// When the last stream ended (or the connection started), as time since `epoch`.
+    idle_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            open: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> StreamGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves once the connection has had no open stream for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let deadline = self.epoch + since + limit;
+            tokio::time::sleep_until(deadline.into()).await;
+            let still = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            if self.open.load(Ordering::Acquire) == 0 && still == since {
+                return;
+            }
+            if self.open.load(Ordering::Acquire) > 0 {
+                // Busy: look again one period from now (a stream ending resets the clock).
+                tokio::time::sleep(limit).await;
+            }
+        }
+    }
+}
+
+/// Marks one stream open until dropped (with its response body).
+struct StreamGuard(Arc<Activity>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = u64::try_from(a.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.idle_since_ms.store(now, Ordering::Release);
+        a.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its stream counted as open until it ends or is dropped.
+    struct TrackedBody {
+        #[pin]
+        inner: Body,
+        guard: Option<StreamGuard>,
+    }
+}
+
+impl HttpBody for TrackedBody {
+    type Data = <Body as HttpBody>::Data;
+    type Error = <Body as HttpBody>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.guard.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The HTTP/2 service: the gateway's, with every stream counted in [`Activity`].
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Service<http::Request<Incoming>> for Tracked<S>
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let guard = self.activity.begin();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|inner| TrackedBody {
+                inner,
+                guard: Some(guard),
+            }))
+        })
     }
 }
 
@@ -232,6 +382,18 @@ impl AsyncWrite for Rewind {
     }
 }
 
+/// A connection's place under `server.max_connections`, given back when it closes.
+struct ConnectionSlot {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.metrics.connection(-1);
+    }
+}
+
 /// Serves until `shutdown` turns true, then drains open connections for up to
 /// `server.shutdown_grace`.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
@@ -240,11 +402,30 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
         .tls
         .as_ref()
         .map(|t| TlsAcceptor::from(t.config.clone()));
-    let protocols = Arc::new(Protocols::new(&settings));
+    let protocols = Arc::new(Protocols::new(&settings, gw.metrics.clone()));
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (open, mut drained) = mpsc::channel::<()>(1);
 
     loop {
+        // A slot first: past `max_connections`, new connections wait in the backlog.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                gw.metrics.connections_at_limit();
+                tracing::warn!(
+                    max = settings.max_connections,
+                    "server.max_connections reached; new connections wait"
+                );
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
@@ -266,6 +447,12 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
         let protocols = protocols.clone();
         let stop = shutdown.clone();
         let open = open.clone();
+        let metrics = gw.metrics.clone();
+        metrics.connection(1);
+        let held = ConnectionSlot {
+            _slot: slot,
+            metrics,
+        };
         // Plain and TLS connections are different tasks, so that a plain connection does
         // not carry the size of a TLS session.
         match tls.clone() {
@@ -273,10 +460,12 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
                 tokio::spawn(async move {
                     protocols.serve_plain(stream, svc, stop).await;
                     drop(open);
+                    drop(held);
                 });
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
+                    let _held = held;
                     let tls_stream =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
