@@ -12,9 +12,12 @@
 //! - [`server`]: listeners, TLS, connection limits, graceful shutdown; [`server::admin`]
 //!   serves `/healthz`, `/readyz` and `/metrics`.
 //! - [`pipeline`]: the phases in order (the only place they are sequenced).
+//! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
 //! - [`path`]: normalization; its output is both matched and forwarded.
+//! - [`method_override`]: `_method` read as Rails, Laravel, Symfony and PHP read it.
 //! - [`rules`]: the compiled rule table and its precedence.
-//! - [`auth`]: credentials, bearer tokens, the provider's keys, claims.
+//! - [`auth`]: credentials, bearer tokens (read strictly by [`auth::jose`]), the
+//!   provider's keys, claims.
 //! - [`authz`]: the pure decision function.
 //! - [`endpoints`]: the gateway's own endpoints under `auth_prefix`.
 //! - [`forward`]: header rewriting, `X-Forwarded-*`, the upstream client.
@@ -23,8 +26,9 @@
 //! - [`cli`]: `serve`, `check`, `explain`.
 //!
 //! ```text
-//! accept -> normalize path -> auth_prefix? -> match rule -> authenticate -> authorize
-//!        -> rewrite headers -> forward (stream) -> log + metrics
+//! accept -> authority -> normalize path -> auth_prefix? -> (POST body _method?)
+//!        -> match rule(s) -> authenticate -> authorize -> rewrite headers
+//!        -> forward (stream) -> log + metrics
 //! ```
 
 pub mod auth;
