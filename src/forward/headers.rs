@@ -4,7 +4,7 @@
 //! headers it sets or judges (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the other
 //! client-address and original-URL headers frameworks read), and the method overrides.
 //! CGI, PHP, WSGI and Rack fold `-`, `_` and `.` into one name and ignore case, so a family
-//! is owned in every such spelling: [`OWNED`] is the one table, and
+//! is owned in every such spelling: `OWNED` is the one table, and
 //! [`HeaderPlan::strip_owned`] the one pass that removes client copies before the gateway
 //! sets its own. Hop-by-hop headers and anything named in `Connection` are removed before
 //! that, so `Connection: X-Auth-User` can never remove a header the gateway sets.

@@ -9,7 +9,7 @@
 //! Time limits are the same for both protocols: a connection that has not shown its
 //! protocol, has not sent a complete request head, or has sat idle between requests for
 //! `server.header_read_timeout` is closed. hyper enforces that for HTTP/1.1; for HTTP/2 an
-//! [`Activity`] watch counts open streams (until their response bodies end) and sends
+//! `Activity` watch counts open streams (until their response bodies end) and sends
 //! GOAWAY when there has been none for that long, so a client that dribbles a HEADERS
 //! frame, or opens connections and says nothing, holds nothing for long. At most
 //! `server.max_connections` connections are open at once; further ones wait in the
