@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::authz::{self, Decision};
 use crate::config::{self, Config, EnvOverrides, LogFormat};
+use crate::decision;
 use crate::path;
 
 #[derive(Debug, Parser)]
@@ -288,8 +289,16 @@ fn explain(
         return ExitCode::SUCCESS;
     }
 
+    // The same two steps as the running gateway (`decision`): the rules first, since on
+    // public rules a refused credential only means no identity.
+    let selection = decision::select(&cfg.rules, &method, host.as_deref(), &path, query, &[]);
+    let all_public = selection.as_ref().is_ok_and(|s| s.all_public());
     let identity = match identity_for(&cfg, credential) {
         Ok(id) => id,
+        Err(msg) if all_public => {
+            println!("identity: none ({msg}; a public rule ignores a refused credential)");
+            None
+        }
         Err(msg) => {
             println!("identity: {msg}");
             println!("decision: deny (invalid_token, 401)");
@@ -314,56 +323,47 @@ fn explain(
         ),
     }
 
-    let mut methods = vec![method.clone()];
-    if let Some(m) = query.and_then(|q| {
-        q.split('&')
-            .find_map(|p| p.strip_prefix("_method="))
-            .and_then(|v| Method::from_bytes(v.to_ascii_uppercase().as_bytes()).ok())
-    }) {
-        if m != method {
-            methods.push(m);
-        }
-    }
-    // The upstream of the request's own method's rule, printed when it is allowed.
-    let mut routed: Option<String> = None;
-    for m in methods {
-        let Some(rule) = cfg.rules.find_for(&m, host.as_deref(), &path) else {
-            println!("rule:     none matches {m}");
+    let selection = match selection {
+        Ok(s) => s,
+        Err(decision::SelectError::NoRule) => {
+            println!("rule:     none matches {method} (or a method its _method asks for)");
             println!("decision: deny (no_rule, 403)");
             return ExitCode::from(3);
-        };
+        }
+        Err(decision::SelectError::Override(e)) => {
+            println!("decision: deny (bad_request, 400): {e}");
+            return ExitCode::from(3);
+        }
+    };
+    for rule in selection.all() {
         println!("rule:     {}", rule.label());
-        if !cfg.upstreams.is_empty() && routed.is_none() {
-            let (name, url) = match rule.upstream.and_then(|i| cfg.upstreams.get(i)) {
-                Some(u) => (u.name.as_str(), &u.settings.url),
-                None => ("[upstream]", &cfg.upstream.url),
-            };
-            routed = Some(format!("{name} ({url})"));
-        }
-        match authz::decide(rule, identity.as_ref()) {
-            Decision::Allow(_) => {}
-            Decision::Deny(reason) => {
-                let status = match reason {
-                    authz::DenyReason::Unauthenticated => 401,
-                    _ => 403,
-                };
-                println!(
-                    "decision: deny ({}, {status}): {}",
-                    reason.code(),
-                    reason.explain()
-                );
-                return ExitCode::from(3);
-            }
-        }
+    }
+    if let Err(denied) = decision::judge(&selection, identity.as_ref()) {
+        let status = match denied.reason {
+            authz::DenyReason::Unauthenticated => 401,
+            _ => 403,
+        };
+        println!(
+            "decision: deny ({}, {status}): {}",
+            denied.reason.code(),
+            denied.reason.explain()
+        );
+        return ExitCode::from(3);
+    }
+    // The upstream of the request's own method's rule.
+    if !cfg.upstreams.is_empty() {
+        let rule = selection.rule;
+        let (name, url) = match rule.upstream.and_then(|i| cfg.upstreams.get(i)) {
+            Some(u) => (u.name.as_str(), &u.settings.url),
+            None => ("[upstream]", &cfg.upstream.url),
+        };
+        println!("upstream: {name} ({url})");
     }
     let allowed = Decision::Allow(if identity.is_some() {
         authz::AllowReason::Authorized
     } else {
         authz::AllowReason::Public
     });
-    if let Some(u) = routed {
-        println!("upstream: {u}");
-    }
     println!("decision: allow ({})", allowed.reason());
     ExitCode::SUCCESS
 }

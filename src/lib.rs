@@ -18,7 +18,9 @@
 //! - [`rules`]: the compiled rule table and its precedence.
 //! - [`auth`]: credentials, bearer tokens (read strictly by [`auth::jose`]), the
 //!   provider's keys, claims.
-//! - [`authz`]: the pure decision function.
+//! - [`authz`]: the pure decision function for one rule.
+//! - [`decision`]: the rules that judge a request (with its method overrides) and their
+//!   verdict; shared by `serve`, forward-auth and `explain`.
 //! - [`endpoints`]: the gateway's own endpoints under `auth_prefix`.
 //! - [`forward`]: header rewriting, `X-Forwarded-*`, the upstream client.
 //! - [`response`]: the one mapping from refusals to HTTP responses.
@@ -36,6 +38,7 @@ pub mod authority;
 pub mod authz;
 pub mod cli;
 pub mod config;
+pub mod decision;
 pub mod endpoints;
 pub mod forward;
 pub mod gateway;

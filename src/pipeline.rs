@@ -25,7 +25,8 @@ use hyper_util::rt::TokioIo;
 use crate::auth::session::{SealedSession, SessionData, SessionLookup};
 use crate::auth::{self, Credential, Identity};
 use crate::authority;
-use crate::authz::{self, Decision, DenyReason};
+use crate::authz::DenyReason;
+use crate::decision;
 use crate::endpoints;
 use crate::forward::upstream::UpstreamBody;
 use crate::forward::{forwarded, headers as hdr};
@@ -33,7 +34,6 @@ use crate::gateway::{Gateway, Runtime};
 use crate::method_override;
 use crate::path::{self, NormalizedPath};
 use crate::response::{is_browser, Body, Denial};
-use crate::rules::{Login, Rule};
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -244,25 +244,15 @@ pub async fn authorize(
         headers,
         body_methods,
     } = req;
-    let rules = &rt.config.rules;
     let host = ctx.host.as_deref();
-    let rule = rules.find_for(method, host, path).ok_or(Denial::NoRule)?;
-    ctx.rule = Some(rule.index);
-    ctx.upstream = rule.upstream;
-    // A request carrying `_method=X` must be allowed as itself and as every such X.
-    let query_methods = method_override::from_query(query).map_err(override_denial)?;
-    let mut extra: Vec<&Rule> = Vec::new();
-    for m in query_methods.iter().chain(body_methods) {
-        if m != method {
-            let r = rules.find_for(m, host, path).ok_or(Denial::NoRule)?;
-            if r.index != rule.index && !extra.iter().any(|e| e.index == r.index) {
-                extra.push(r);
-            }
-        }
-    }
-    let all_public = std::iter::once(rule)
-        .chain(extra.iter().copied())
-        .all(|r| r.access == crate::rules::Access::Public);
+    let selection = decision::select(&rt.config.rules, method, host, path, query, body_methods)
+        .map_err(|e| match e {
+            decision::SelectError::NoRule => Denial::NoRule,
+            decision::SelectError::Override(e) => override_denial(e),
+        })?;
+    ctx.rule = Some(selection.rule.index);
+    ctx.upstream = selection.rule.upstream;
+    let all_public = selection.all_public();
 
     let identity = match authenticate(gw, rt, ctx, headers).await {
         Ok(id) => id,
@@ -276,40 +266,30 @@ pub async fn authorize(
             ctx.signed_in = Some(id.user().to_owned());
         }
     }
-    for r in std::iter::once(rule).chain(extra.iter().copied()) {
-        match authz::decide(r, identity.as_deref()) {
-            Decision::Allow(_) => {}
-            Decision::Deny(reason) => {
-                if let Some(id) = &identity {
-                    tracing::debug!(subject = %id.subject, rule = r.index, reason = %reason.explain(), "denied");
-                }
-                return Err(match reason {
-                    DenyReason::Unauthenticated => {
-                        let may_login = std::iter::once(rule)
-                            .chain(extra.iter().copied())
-                            .all(|r| r.login != Login::Deny);
-                        if ctx.browser && may_login && rt.session.is_some() {
-                            let rd = match std::mem::take(&mut ctx.login) {
-                                LoginStart::Redirect => match query {
-                                    Some(q) => format!("{}?{q}", path.as_str()),
-                                    None => path.as_str().to_owned(),
-                                },
-                                LoginStart::RedirectTo(rd) => rd,
-                                LoginStart::Offer(login) => {
-                                    return Err(Denial::LoginRequired { login });
-                                }
-                            };
-                            return Err(start_login(gw, rt, ctx, rd));
-                        }
-                        Denial::Unauthenticated
-                    }
-                    DenyReason::InsufficientScope { required } => {
-                        Denial::InsufficientScope { required }
-                    }
-                    other => Denial::Forbidden(other.code()),
-                });
-            }
+    if let Err(denied) = decision::judge(&selection, identity.as_deref()) {
+        if let Some(id) = &identity {
+            tracing::debug!(subject = %id.subject, rule = denied.rule, reason = %denied.reason.explain(), "denied");
         }
+        return Err(match denied.reason {
+            DenyReason::Unauthenticated => {
+                if ctx.browser && selection.may_login() && rt.session.is_some() {
+                    let rd = match std::mem::take(&mut ctx.login) {
+                        LoginStart::Redirect => match query {
+                            Some(q) => format!("{}?{q}", path.as_str()),
+                            None => path.as_str().to_owned(),
+                        },
+                        LoginStart::RedirectTo(rd) => rd,
+                        LoginStart::Offer(login) => {
+                            return Err(Denial::LoginRequired { login });
+                        }
+                    };
+                    return Err(start_login(gw, rt, ctx, rd));
+                }
+                Denial::Unauthenticated
+            }
+            DenyReason::InsufficientScope { required } => Denial::InsufficientScope { required },
+            other => Denial::Forbidden(other.code()),
+        });
     }
     ctx.reason = if all_public { "public" } else { "authorized" };
     Ok(identity)
