@@ -440,11 +440,7 @@ async fn refresh(gw: &Gateway, rt: &Runtime, data: &SessionData) -> Option<Sessi
     cell.get_or_init(|| async {
         let meta = gw.jwks.metadata()?;
         let token = data.refresh_token.as_deref()?;
-        match rt
-            .oidc
-            .refresh(&gw.provider, &meta, &gw.jwks.keys(), token)
-            .await
-        {
+        match rt.oidc.refresh(&gw.provider, &meta, &gw.jwks, token).await {
             Ok(t) => {
                 let mut fresh = data.clone();
                 fresh.at_exp = access_token_expiry(&t.access_token, t.expires_in);
@@ -514,11 +510,12 @@ async fn forward(
 
     let h = &mut parts.headers;
     hdr::strip_hop_by_hop(h);
-    let stripped = rt.headers.strip_identity(h);
+    let peer = ctx.conn.peer.ip();
+    let trusted = forwarded::is_trusted(&rt.config.server.trusted_proxies, peer);
+    let stripped = rt.headers.strip_owned(h, trusted);
     if !stripped.is_empty() {
-        tracing::debug!(headers = ?stripped, "removed client-supplied identity headers");
+        tracing::debug!(headers = ?stripped, "removed client-supplied headers the gateway owns");
     }
-    hdr::strip_method_overrides(h);
     rt.headers.strip_gateway_cookies(h);
     // The host the rules saw is the host the upstream gets: the URI's authority wins.
     if let Some(a) = &authority {
@@ -526,8 +523,6 @@ async fn forward(
             h.insert(header::HOST, v);
         }
     }
-    let peer = ctx.conn.peer.ip();
-    let trusted = forwarded::is_trusted(&rt.config.server.trusted_proxies, peer);
     forwarded::apply(
         h,
         peer,

@@ -1,13 +1,15 @@
 //! Bearer access-token validation.
 //!
-//! Order of checks: shape, JOSE header (`alg` on the allow-list, `typ` absent, `JWT` or
-//! `at+jwt`), key by `kid`, signature, then `iss`, `aud`, `exp`/`nbf` with leeway, and last
-//! the `typ` claim (Keycloak marks ID tokens `"ID"`; they are not access tokens).
+//! Order of checks: shape, JOSE header (read strictly by [`super::jose`]: no `crit`, no
+//! duplicate keys; `alg` on the allow-list, `typ` absent, `JWT` or `at+jwt`), claim types,
+//! key by `kid`, signature, then `iss` (a string, equal byte for byte), `aud`, `exp`, `nbf`
+//! and `iat` with leeway, and last the `typ` claim (Keycloak marks ID tokens `"ID"`; they
+//! are not access tokens).
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::jose::{self, ClaimShape, JoseError};
 use super::jwks::JwksCache;
 use crate::config::{OidcSettings, TokenSettings};
 
@@ -38,6 +40,17 @@ pub enum TokenError {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// `iat` lies further in the future than the leeway allows.
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    /// The JOSE header marks an extension critical (`crit`) or asks for an unencoded or
+    /// compressed payload (`b64`, `zip`): nothing the gateway implements.
+    #[error("the token uses a JOSE extension that is not supported")]
+    UnsupportedHeader,
+    /// A registered or scope claim has the wrong JSON type (such as `exp` as a string, or
+    /// `iss` as an array).
+    #[error("a claim of the token has the wrong type")]
+    ClaimType,
     #[error("the token was issued by another issuer")]
     Issuer,
     #[error("the token is not meant for this audience")]
@@ -69,40 +82,32 @@ impl BearerValidator {
         }
     }
 
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        v.set_issuer(&[&self.issuer]);
-        if self.audiences.is_empty() {
-            v.validate_aud = false;
-            v.set_required_spec_claims(&["exp", "iss"]);
-        } else {
-            v.set_audience(&self.audiences);
-            v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        }
-        v
-    }
-
     /// Checks everything that does not need a key: shape, `alg`, `typ`. Returns the
     /// algorithm and `kid`.
     pub fn inspect(&self, token: &str) -> Result<(Algorithm, Option<String>), TokenError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        // An `alg` jsonwebtoken does not know (such as "none") fails here too.
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Algorithm)?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(TokenError::Algorithm);
-        }
+        let header = jose::Header::parse(token).map_err(|e| match e {
+            JoseError::Alg => TokenError::Algorithm,
+            JoseError::Crit | JoseError::Encoding => TokenError::UnsupportedHeader,
+            JoseError::Shape | JoseError::HeaderJson | JoseError::ClaimsJson => {
+                TokenError::Malformed
+            }
+            JoseError::HeaderType => TokenError::Malformed,
+        })?;
+        // An `alg` jsonwebtoken does not know (such as "none") is `None` here.
+        let alg = header
+            .alg
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or(TokenError::Algorithm)?;
         if let Some(typ) = &header.typ {
             let t = typ.to_ascii_lowercase();
             if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
                 return Err(TokenError::HeaderType);
             }
         }
-        Ok((header.alg, header.kid))
+        Ok((alg, header.kid))
     }
 
     /// Fully validates a token and returns its claims.
@@ -112,6 +117,8 @@ impl BearerValidator {
         jwks: &JwksCache,
     ) -> Result<Map<String, Value>, TokenError> {
         let (alg, kid) = self.inspect(token)?;
+        let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
+        jose::check_shapes(&claims).map_err(shape_error)?;
         if !jwks.is_ready() {
             return Err(TokenError::KeysUnavailable);
         }
@@ -127,82 +134,75 @@ impl BearerValidator {
         if keys.is_empty() {
             return Err(TokenError::UnknownKey);
         }
-        let validation = self.validation(alg);
-        let mut last = TokenError::Signature;
-        for key in keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return check_claims(data.claims),
-                Err(e) => {
-                    last = map_error(e.kind());
-                    if last != TokenError::Signature {
-                        // The signature was good; the claims are what is wrong.
-                        break;
-                    }
-                }
-            }
+        let (h, p, sig) = jose::split(token).map_err(|_| TokenError::Malformed)?;
+        // `split` returned sub-slices of `token`: the signed message is its first two parts.
+        let message = &token.as_bytes()[..h.len() + 1 + p.len()];
+        let verified = keys
+            .iter()
+            .any(|key| jsonwebtoken::crypto::verify(sig, message, &key.key, alg).unwrap_or(false));
+        if !verified {
+            return Err(TokenError::Signature);
         }
-        Err(last)
+        self.check_claims(claims)
     }
-}
 
-fn check_claims(claims: Map<String, Value>) -> Result<Map<String, Value>, TokenError> {
-    if let Some(Value::String(t)) = claims.get("typ") {
-        if ["id", "refresh", "offline", "logout"].contains(&t.to_ascii_lowercase().as_str()) {
-            return Err(TokenError::NotAccessToken);
-        }
-    }
-    Ok(claims)
-}
-
-fn map_error(kind: &ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::InvalidSignature => TokenError::Signature,
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenError::Issuer,
-        ErrorKind::InvalidAudience => TokenError::Audience,
-        ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenError::Algorithm,
-        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
-            TokenError::Signature
-        }
-        _ => TokenError::Malformed,
-    }
-}
-
-impl BearerValidator {
-    /// Everything but the signature: for `explain`, which runs offline.
+    /// Everything but the signature: for `explain` without the provider's keys.
     pub fn check_offline(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         self.inspect(token)?;
-        let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(token)
-            .map(|d| d.claims)
-            .map_err(|_| TokenError::Malformed)?;
-        let now = jsonwebtoken::get_current_timestamp();
-        let num = |k: &str| claims.get(k).and_then(Value::as_u64);
-        match num("exp") {
+        let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
+        jose::check_shapes(&claims).map_err(shape_error)?;
+        self.check_claims(claims)
+    }
+
+    /// `iss`, `aud`, `exp`, `nbf`, `iat` and the `typ` claim, on claims whose types were
+    /// already checked.
+    fn check_claims(&self, claims: Map<String, Value>) -> Result<Map<String, Value>, TokenError> {
+        let now = now_secs();
+        let leeway = self.leeway as f64;
+        match claims.get("iss") {
             None => return Err(TokenError::MissingClaim),
-            Some(exp) if exp + self.leeway < now => return Err(TokenError::Expired),
-            _ => {}
-        }
-        if num("nbf").is_some_and(|nbf| nbf > now + self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err(TokenError::Issuer);
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(_) => return Err(TokenError::Issuer),
         }
         if !self.audiences.is_empty() {
-            let ok = match claims.get("aud") {
-                Some(Value::String(a)) => self.audiences.contains(a),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .any(|a| self.audiences.iter().any(|x| x == a)),
-                _ => false,
-            };
-            if !ok {
+            let auds = jose::audiences(&claims)
+                .map_err(shape_error)?
+                .ok_or(TokenError::MissingClaim)?;
+            if !auds.iter().any(|a| self.audiences.iter().any(|x| x == a)) {
                 return Err(TokenError::Audience);
             }
         }
-        check_claims(claims)
+        let date = |name| jose::numeric_date(&claims, name).map_err(shape_error);
+        match date("exp")? {
+            None => return Err(TokenError::MissingClaim),
+            Some(exp) if exp + leeway < now => return Err(TokenError::Expired),
+            Some(_) => {}
+        }
+        if date("nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if date("iat")?.is_some_and(|iat| iat > now + leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let Some(Value::String(t)) = claims.get("typ") {
+            if ["id", "refresh", "offline", "logout"].contains(&t.to_ascii_lowercase().as_str()) {
+                return Err(TokenError::NotAccessToken);
+            }
+        }
+        Ok(claims)
     }
+}
+
+fn shape_error(e: ClaimShape) -> TokenError {
+    let ClaimShape::Type(name) = e;
+    tracing::debug!(claim = name, "a claim of a bearer token has the wrong type");
+    TokenError::ClaimType
+}
+
+/// Seconds since the epoch, with the fraction (NumericDate may carry one).
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

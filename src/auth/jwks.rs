@@ -255,21 +255,48 @@ impl JwksCache {
 
     /// Called for a `kid` not in the current set: fetches again unless a `kid`-triggered
     /// fetch ran within [`MIN_REFETCH_INTERVAL`]. Returns the keys to use afterwards.
+    ///
+    /// Every verification path (bearer tokens, ID tokens at the callback and on refresh,
+    /// logout tokens) goes through here, so one shared, rate-limited fetch serves them all.
     pub async fn refetch_for_unknown_kid(&self, kid: &str) -> Arc<KeySet> {
-        let mut last = self.refetch.lock().await;
-        // Another request may have fetched while this one waited.
-        let current = self.keys();
-        if current.has_kid(kid) {
-            return current;
+        self.refetch(kid, false).await
+    }
+
+    /// Like [`JwksCache::refetch_for_unknown_kid`], but when a fetch ran within the last
+    /// [`MIN_REFETCH_INTERVAL`] (perhaps for an attacker's random `kid`), waits until the
+    /// interval is over and fetches then, instead of failing at once. For ID tokens: a
+    /// login or a refresh is worth a wait of a few seconds, and they come at human rates.
+    pub async fn refetch_for_unknown_kid_patiently(&self, kid: &str) -> Arc<KeySet> {
+        self.refetch(kid, true).await
+    }
+
+    async fn refetch(&self, kid: &str, patient: bool) -> Arc<KeySet> {
+        let mut waited = false;
+        loop {
+            let mut last = self.refetch.lock().await;
+            // Another request may have fetched while this one waited.
+            let current = self.keys();
+            if current.has_kid(kid) {
+                return current;
+            }
+            if let Some(t) = *last {
+                let since = t.elapsed();
+                if since < MIN_REFETCH_INTERVAL {
+                    if !patient || waited {
+                        return current;
+                    }
+                    drop(last);
+                    tokio::time::sleep(MIN_REFETCH_INTERVAL - since).await;
+                    waited = true;
+                    continue;
+                }
+            }
+            *last = Some(Instant::now());
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "fetching the provider's keys for an unknown kid failed");
+            }
+            return self.keys();
         }
-        if last.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL) {
-            return current;
-        }
-        *last = Some(Instant::now());
-        if let Err(e) = self.refresh().await {
-            tracing::warn!(error = %e, "fetching the provider's keys for an unknown kid failed");
-        }
-        self.keys()
     }
 
     /// Runs until the process ends: discovers, fetches, then refreshes every `every`,

@@ -6,6 +6,7 @@
 
 pub mod bearer;
 pub mod claims;
+pub mod jose;
 pub mod jwks;
 pub mod oidc;
 pub mod provider;

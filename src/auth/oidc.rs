@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use openidconnect::core::{CoreClient, CoreJwsSigningAlgorithm, CoreTokenResponse};
+use openidconnect::core::{CoreClient, CoreIdToken, CoreJwsSigningAlgorithm, CoreTokenResponse};
 use openidconnect::{
     AuthUrl, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
     Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
@@ -15,7 +15,7 @@ use openidconnect::{
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::jwks::KeySet;
+use super::jwks::{JwksCache, KeySet};
 use super::provider::{ProviderClient, ProviderMetadata};
 use super::session::{random_token, LoginState};
 use crate::config::Config;
@@ -204,23 +204,19 @@ impl Oidc {
         &self,
         http: &ProviderClient,
         meta: &ProviderMetadata,
-        keys: &KeySet,
+        jwks: &JwksCache,
         code: &str,
         login: &LoginState,
     ) -> Result<Tokens, OidcError> {
-        let client = self.client(meta, keys)?;
+        let client = self.client(meta, &jwks.keys())?;
         let resp = self
             .token_request(http, || {
                 RequestKind::Code(client.clone(), code.to_owned(), login.verifier.clone())
             })
             .await?;
         let id = resp.id_token().ok_or(OidcError::NoIdToken)?;
-        let verifier = self.verifier(&client);
         let nonce = Nonce::new(login.nonce.clone());
-        id.claims(&verifier, &nonce)
-            .map_err(|e| OidcError::IdToken(e.to_string()))?;
-        let raw = id.to_string();
-        self.check_azp(&raw)?;
+        let raw = self.verify_id_token(meta, jwks, id, &nonce).await?;
         Ok(tokens(&resp, Some(raw)))
     }
 
@@ -229,27 +225,56 @@ impl Oidc {
         &self,
         http: &ProviderClient,
         meta: &ProviderMetadata,
-        keys: &KeySet,
+        jwks: &JwksCache,
         refresh_token: &str,
     ) -> Result<Tokens, OidcError> {
-        let client = self.client(meta, keys)?;
+        let client = self.client(meta, &jwks.keys())?;
         let resp = self
             .token_request(http, || {
                 RequestKind::Refresh(client.clone(), refresh_token.to_owned())
             })
             .await?;
         let id = match resp.id_token() {
-            Some(id) => {
-                let verifier = self.verifier(&client);
-                id.claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                    .map_err(|e| OidcError::IdToken(e.to_string()))?;
-                let raw = id.to_string();
-                self.check_azp(&raw)?;
-                Some(raw)
-            }
+            Some(id) => Some(
+                self.verify_id_token(meta, jwks, id, |_: Option<&Nonce>| Ok(()))
+                    .await?,
+            ),
             None => None,
         };
         Ok(tokens(&resp, id))
+    }
+
+    /// Verifies an ID token (JOSE header, signature, `iss`, `aud`, `exp`, `iat`, nonce,
+    /// `azp`) and returns it as text. A token signed by a key the gateway has not seen yet
+    /// (the provider rotated its keys) makes the shared, rate-limited JWKS refetch run
+    /// once, and the token is verified again with the keys it brought.
+    async fn verify_id_token<N>(
+        &self,
+        meta: &ProviderMetadata,
+        jwks: &JwksCache,
+        id: &CoreIdToken,
+        nonce: N,
+    ) -> Result<String, OidcError>
+    where
+        N: openidconnect::NonceVerifier,
+    {
+        let raw = id.to_string();
+        let header = super::jose::Header::parse(&raw)
+            .map_err(|e| OidcError::IdToken(format!("JOSE header: {e}")))?;
+        // The claims are read again later (roles, email): no key may appear twice.
+        super::jose::claims(&raw).map_err(|e| OidcError::IdToken(e.to_string()))?;
+        let mut keys = jwks.keys();
+        if let Some(kid) = header.kid.as_deref() {
+            if !keys.has_kid(kid) {
+                keys = jwks.refetch_for_unknown_kid_patiently(kid).await;
+            }
+        }
+        let client = self.client(meta, &keys)?;
+        let verifier = self.verifier(&client);
+        id.claims(&verifier, nonce)
+            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        self.check_azp(&raw)?;
+        Ok(raw)
     }
 
     fn verifier<'a>(&self, client: &'a Client) -> openidconnect::core::CoreIdTokenVerifier<'a> {

@@ -58,7 +58,7 @@ pub async fn handle(
     let meta = gw.jwks.metadata().ok_or(Denial::ProviderUnavailable)?;
     let tokens = rt
         .oidc
-        .exchange(&gw.provider, &meta, &gw.jwks.keys(), &code, &login)
+        .exchange(&gw.provider, &meta, &gw.jwks, &code, &login)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "login failed at the code exchange");

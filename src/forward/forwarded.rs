@@ -1,15 +1,17 @@
 //! `X-Forwarded-*` and `trusted_proxies`.
 //!
-//! From a client outside `trusted_proxies`, every `X-Forwarded-*`, `Forwarded` and
-//! `X-Real-IP` header is dropped and the gateway writes its own. From a trusted proxy the
-//! incoming values are kept and the peer address is appended to `X-Forwarded-For`.
+//! From a client outside `trusted_proxies`, every forwarding header (`X-Forwarded-*`,
+//! `Forwarded`, `X-Real-IP` and the rest of [`super::headers`]' owned table, in every
+//! spelling) is dropped before this runs, and the gateway writes its own. From a trusted
+//! proxy the incoming canonical values are kept and the peer address is appended to
+//! `X-Forwarded-For`.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
-use super::headers::{FORWARDED, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
+use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 /// Is `peer` one of the configured trusted proxies?
 pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
@@ -28,27 +30,15 @@ pub fn apply(
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let prior_for: Vec<String> = if trusted {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    } else {
-        let doomed: Vec<_> = headers
-            .keys()
-            .filter(|k| {
-                k.as_str().starts_with("x-forwarded-") || **k == FORWARDED || **k == X_REAL_IP
-            })
-            .cloned()
-            .collect();
-        for k in doomed {
-            headers.remove(k);
-        }
-        Vec::new()
-    };
+    // Client copies (and, from a trusted proxy, non-canonical spellings) are already gone:
+    // `HeaderPlan::strip_owned` ran first. What is left came from a trusted proxy.
+    let prior_for: Vec<String> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut chain = prior_for.join(", ");
     if !chain.is_empty() {
         chain.push_str(", ");

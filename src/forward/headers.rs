@@ -1,9 +1,13 @@
 //! Every header the gateway strips or sets, and the rules for doing so.
 //!
-//! Identity headers are stripped in every spelling a server might fold to the same name
-//! (`X-Auth-User`, `x_auth_user`, `X.Auth.User`), hop-by-hop headers and anything named in
-//! `Connection` are removed before the gateway sets its own, so `Connection: X-Auth-User`
-//! can never remove a header the gateway sets.
+//! The gateway owns families of headers: the identity headers it sets, the forwarding
+//! headers it sets or judges (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the other
+//! client-address and original-URL headers frameworks read), and the method overrides.
+//! CGI, PHP, WSGI and Rack fold `-`, `_` and `.` into one name and ignore case, so a family
+//! is owned in every such spelling: [`OWNED`] is the one table, and
+//! [`HeaderPlan::strip_owned`] the one pass that removes client copies before the gateway
+//! sets its own. Hop-by-hop headers and anything named in `Connection` are removed before
+//! that, so `Connection: X-Auth-User` can never remove a header the gateway sets.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -39,17 +43,73 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Headers that ask a framework to treat the request as another method.
-pub const METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
+/// A family of headers the gateway owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Client address, scheme, host, port, prefix, original URL: honoured only from
+    /// `trusted_proxies`, and only in their canonical spelling.
+    Forwarding,
+    /// `X-HTTP-Method-Override` and its relatives: never forwarded.
+    MethodOverride,
+}
+
+/// How a table entry matches a folded header name.
+#[derive(Debug, Clone, Copy)]
+enum Match {
+    Exact(&'static str),
+    Prefix(&'static str),
+}
+
+/// The headers the gateway owns besides the configured identity headers, as spelling
+/// keys (lower case, `_` and `.` folded to `-`).
+const OWNED: &[(Match, Family)] = &[
+    (Match::Prefix("x-forwarded-"), Family::Forwarding),
+    (Match::Exact("forwarded"), Family::Forwarding),
+    (Match::Exact("x-real-ip"), Family::Forwarding),
+    (Match::Exact("x-client-ip"), Family::Forwarding),
+    (Match::Exact("client-ip"), Family::Forwarding),
+    (Match::Exact("true-client-ip"), Family::Forwarding),
+    (Match::Exact("x-cluster-client-ip"), Family::Forwarding),
+    (Match::Exact("cf-connecting-ip"), Family::Forwarding),
+    (Match::Exact("fastly-client-ip"), Family::Forwarding),
+    (Match::Exact("x-url-scheme"), Family::Forwarding),
+    (Match::Exact("front-end-https"), Family::Forwarding),
+    // Read by Symfony, Zend/Laminas and IIS as the path actually requested: a way around
+    // a path rule if a client could set them.
+    (Match::Exact("x-original-url"), Family::Forwarding),
+    (Match::Exact("x-rewrite-url"), Family::Forwarding),
+    (Match::Exact("x-original-uri"), Family::Forwarding),
+    (Match::Exact("x-original-method"), Family::Forwarding),
+    (Match::Exact("x-original-host"), Family::Forwarding),
+    (
+        Match::Exact("x-http-method-override"),
+        Family::MethodOverride,
+    ),
+    (Match::Exact("x-http-method"), Family::MethodOverride),
+    (Match::Exact("x-method-override"), Family::MethodOverride),
 ];
 
-/// Headers an identity header must never be configured as.
+/// The family a header name belongs to, in any spelling.
+pub fn owned_family(name: &str) -> Option<Family> {
+    OWNED.iter().find_map(|(m, f)| {
+        let hit = match m {
+            Match::Exact(k) => same_spelling(name, k),
+            Match::Prefix(p) => name.len() > p.len() && same_spelling(&name[..p.len()], p),
+        };
+        hit.then_some(*f)
+    })
+}
+
+/// A spelling with `_` or `.`: never how a proxy writes the headers it owns.
+fn is_canonical(name: &str) -> bool {
+    !name.bytes().any(|b| b == b'_' || b == b'.')
+}
+
+/// Headers an identity header must never be configured as (in any spelling).
 pub fn is_reserved(h: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(h)
-        || METHOD_OVERRIDES.contains(h)
+    let folded = spelling_key(h.as_str());
+    HOP_BY_HOP.iter().any(|n| n.as_str() == folded)
+        || owned_family(&folded).is_some()
         || [
             header::HOST,
             header::CONTENT_LENGTH,
@@ -59,11 +119,10 @@ pub fn is_reserved(h: &HeaderName) -> bool {
             header::SET_COOKIE,
             header::AUTHORIZATION,
             header::ORIGIN,
-            FORWARDED,
-            X_REAL_IP,
+            header::UPGRADE,
         ]
-        .contains(h)
-        || h.as_str().starts_with("x-forwarded-")
+        .iter()
+        .any(|n| n.as_str() == folded)
 }
 
 /// Folds a header name to the form that servers which map `_` and `.` to `-` would see.
@@ -86,6 +145,20 @@ fn same_spelling(a: &str, folded: &str) -> bool {
             };
             x == y
         })
+}
+
+/// What [`HeaderPlan::strip_owned`] removed, for the debug log.
+#[derive(Debug, Default)]
+pub struct Stripped {
+    pub identity: Vec<HeaderName>,
+    pub forwarding: Vec<HeaderName>,
+    pub method_overrides: Vec<HeaderName>,
+}
+
+impl Stripped {
+    pub fn is_empty(&self) -> bool {
+        self.identity.is_empty() && self.forwarding.is_empty() && self.method_overrides.is_empty()
+    }
 }
 
 /// Every identity header name that is configured (the access-token header only when it is
@@ -131,25 +204,47 @@ impl HeaderPlan {
         &self.cookie_name
     }
 
-    /// Is this cookie one of the gateway's own (never forwarded)?
+    /// Is this cookie one of the gateway's own (never forwarded)? PHP reads `.` and ` `
+    /// in cookie names as `_`, so `portcullis.1` counts as `portcullis_1`.
     pub fn is_gateway_cookie(&self, name: &str) -> bool {
-        name == self.cookie_name
-            || (name.len() > self.cookie_name.len()
-                && name.starts_with(&self.cookie_name)
-                && name.as_bytes().get(self.cookie_name.len()) == Some(&b'_'))
+        let own = self.cookie_name.as_bytes();
+        let n = name.as_bytes();
+        let fold = |b: u8| if b == b'.' || b == b' ' { b'_' } else { b };
+        n.len() >= own.len()
+            && n.iter().zip(own).all(|(a, b)| fold(*a) == fold(*b))
+            && (n.len() == own.len() || fold(n[own.len()]) == b'_')
     }
 
-    /// Removes every client-supplied copy of an identity header; returns the names removed.
-    pub fn strip_identity(&self, headers: &mut HeaderMap) -> Vec<HeaderName> {
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| self.strip.iter().any(|s| same_spelling(k.as_str(), s)))
-            .cloned()
-            .collect();
-        for name in &doomed {
+    /// The one stripping pass: removes every client-supplied copy of a header the gateway
+    /// owns, in any spelling. Identity headers and method overrides always go; forwarding
+    /// headers stay only when `trusted_peer` and in their canonical spelling (a proxy
+    /// writes `X-Forwarded-For`, never `X_Forwarded_For`, which only a client behind it
+    /// could have sent).
+    pub fn strip_owned(&self, headers: &mut HeaderMap, trusted_peer: bool) -> Stripped {
+        let mut out = Stripped::default();
+        for k in headers.keys() {
+            let name = k.as_str();
+            if self.strip.iter().any(|s| same_spelling(name, s)) {
+                out.identity.push(k.clone());
+                continue;
+            }
+            match owned_family(name) {
+                Some(Family::MethodOverride) => out.method_overrides.push(k.clone()),
+                Some(Family::Forwarding) if !trusted_peer || !is_canonical(name) => {
+                    out.forwarding.push(k.clone())
+                }
+                _ => {}
+            }
+        }
+        for name in out
+            .identity
+            .iter()
+            .chain(&out.forwarding)
+            .chain(&out.method_overrides)
+        {
             headers.remove(name);
         }
-        doomed
+        out
     }
 
     /// Removes the gateway's cookies from `Cookie`, keeping the others in order.
@@ -185,11 +280,17 @@ impl HeaderPlan {
 
     /// Sets the identity headers from a credential. `bearer` is true when the request
     /// carried the token in `Authorization` (then that header passes unchanged).
+    ///
+    /// A value is never split into two: a role containing `,`, a scope containing white
+    /// space, an element of a claim list containing `,`, or any value with a control
+    /// character is left out of its header, with a warning.
     pub fn set_identity(&self, headers: &mut HeaderMap, id: &Identity) {
         let s = &self.settings;
         let mut set = |name: &Option<HeaderName>, value: Option<&str>| {
             if let (Some(n), Some(v)) = (name, value) {
-                if let Ok(hv) = HeaderValue::from_bytes(v.as_bytes()) {
+                if has_control(v) {
+                    left_out(n, &id.subject);
+                } else if let Ok(hv) = HeaderValue::from_bytes(v.as_bytes()) {
                     headers.insert(n.clone(), hv);
                 }
             }
@@ -197,8 +298,12 @@ impl HeaderPlan {
         set(&s.user, Some(id.user()));
         set(&s.email, id.email.as_deref());
         set(&s.subject, Some(&id.subject));
-        set(&s.roles, Some(&id.roles.join(",")));
-        set(&s.scopes, Some(&id.scopes.join(" ")));
+        if let Some(n) = &s.roles {
+            set(&s.roles, Some(&join_list(n, &id.subject, &id.roles, ',')));
+        }
+        if let Some(n) = &s.scopes {
+            set(&s.scopes, Some(&join_list(n, &id.subject, &id.scopes, ' ')));
+        }
         if let (Some(name), Some(token)) = (&s.access_token, id.access_token.as_deref()) {
             if *name == header::AUTHORIZATION {
                 if !id.from_bearer {
@@ -211,13 +316,57 @@ impl HeaderPlan {
             }
         }
         for (name, path) in &s.claims {
-            if let Some(text) = path.lookup(&id.claims).and_then(claims::header_text) {
-                if let Ok(hv) = HeaderValue::from_bytes(text.as_bytes()) {
+            let text = match path.lookup(&id.claims) {
+                Some(serde_json::Value::Array(items)) => {
+                    let parts: Vec<String> = items.iter().filter_map(claims::header_text).collect();
+                    Some(join_list(name, &id.subject, &parts, ','))
+                }
+                Some(v) => claims::header_text(v),
+                None => None,
+            };
+            if let Some(text) = text {
+                if has_control(&text) {
+                    left_out(name, &id.subject);
+                } else if let Ok(hv) = HeaderValue::from_bytes(text.as_bytes()) {
                     headers.insert(name.clone(), hv);
                 }
             }
         }
     }
+}
+
+/// A control character (C0, DEL), which no identity header value may carry.
+fn has_control(v: &str) -> bool {
+    v.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+/// The list's items joined by `sep`, leaving out any item that contains `sep`, white
+/// space where `sep` is a space, or a control character.
+fn join_list<S: AsRef<str>>(name: &HeaderName, subject: &str, items: &[S], sep: char) -> String {
+    let mut out = String::new();
+    for item in items {
+        let item = item.as_ref();
+        let splits = item.contains(sep)
+            || (sep == ' ' && item.chars().any(char::is_whitespace))
+            || item.is_empty();
+        if splits || has_control(item) {
+            left_out(name, subject);
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(sep);
+        }
+        out.push_str(item);
+    }
+    out
+}
+
+fn left_out(name: &HeaderName, subject: &str) {
+    tracing::warn!(
+        header = %name,
+        subject = %subject.escape_debug(),
+        "an identity value would split or corrupt its header; left out"
+    );
 }
 
 /// Is this a WebSocket upgrade request (`Connection: upgrade` + `Upgrade: websocket`)?
@@ -255,16 +404,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(n);
     }
     for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
-}
-
-/// Removes `X-HTTP-Method-Override` and its relatives.
-pub fn strip_method_overrides(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| METHOD_OVERRIDES.contains(k)) {
-        return;
-    }
-    for n in &METHOD_OVERRIDES {
         headers.remove(n);
     }
 }

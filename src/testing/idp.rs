@@ -72,6 +72,8 @@ struct State {
     access_ttl: std::sync::atomic::AtomicU64,
     /// Merged into every ID token's claims (to make the provider misbehave).
     id_token_overrides: Mutex<Value>,
+    /// A `kid` for ID tokens other than the signing key's own (an unpublished key).
+    id_token_kid: Mutex<Option<String>>,
     authorize_error: Mutex<Option<String>>,
     refresh_fails: AtomicBool,
     refreshes: AtomicUsize,
@@ -107,6 +109,7 @@ impl TestIdp {
             refresh_tokens: Mutex::new(Default::default()),
             access_ttl: std::sync::atomic::AtomicU64::new(300),
             id_token_overrides: Mutex::new(json!({})),
+            id_token_kid: Mutex::new(None),
             authorize_error: Mutex::new(None),
             refresh_fails: AtomicBool::new(false),
             refreshes: AtomicUsize::new(0),
@@ -163,6 +166,11 @@ impl TestIdp {
     /// Claims merged into ID tokens issued from now on (e.g. a wrong `aud`).
     pub fn set_id_token_overrides(&self, v: Value) {
         *self.state.id_token_overrides.lock().unwrap() = v;
+    }
+
+    /// ID tokens name this `kid` in their header (a key the JWKS does not publish).
+    pub fn set_id_token_kid(&self, kid: Option<&str>) {
+        *self.state.id_token_kid.lock().unwrap() = kid.map(str::to_owned);
     }
 
     /// Makes the authorize endpoint answer with `error=...`.
@@ -341,6 +349,11 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.kid.clone());
     header.typ = Some("JWT".into());
+    let mut id_header = header.clone();
+    if let Some(kid) = s.id_token_kid.lock().unwrap().clone() {
+        id_header.kid = Some(kid);
+    }
+    let id_token = jsonwebtoken::encode(&id_header, &id, &key.encoding).expect("sign");
     let refresh = crate::auth::session::random_token(24);
     s.refresh_tokens
         .lock()
@@ -348,7 +361,7 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
         .insert(refresh.clone(), format!("{user}\n{nonce}"));
     json!({
         "access_token": jsonwebtoken::encode(&header, &at, &key.encoding).expect("sign"),
-        "id_token": jsonwebtoken::encode(&header, &id, &key.encoding).expect("sign"),
+        "id_token": id_token,
         "refresh_token": refresh,
         "token_type": "Bearer",
         "expires_in": ttl,
