@@ -34,6 +34,7 @@ pub mod config;
 pub mod endpoints;
 pub mod forward;
 pub mod gateway;
+pub mod method_override;
 pub mod metrics;
 pub mod path;
 pub mod pipeline;

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::Either;
+use http_body_util::LengthLimitError;
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -25,8 +26,10 @@ use crate::auth::session::{SealedSession, SessionData, SessionLookup};
 use crate::auth::{self, Credential, Identity};
 use crate::authz::{self, Decision, DenyReason};
 use crate::endpoints;
+use crate::forward::upstream::UpstreamBody;
 use crate::forward::{forwarded, headers as hdr};
 use crate::gateway::{Gateway, Runtime};
+use crate::method_override;
 use crate::path::{self, NormalizedPath};
 use crate::response::{is_browser, Body, Denial};
 use crate::rules::{Login, Rule};
@@ -161,17 +164,57 @@ async fn run(
         return endpoints::handle(endpoint, gw, rt, ctx, req).await;
     }
 
-    let identity = authorize(
-        gw,
-        rt,
-        ctx,
-        req.method(),
-        &path,
-        req.uri().query(),
-        req.headers(),
-    )
-    .await?;
+    let (req, body_methods) = read_body_overrides(rt, ctx, req, &path).await?;
+    let judged = Judged {
+        method: req.method(),
+        path: &path,
+        query: req.uri().query(),
+        headers: req.headers(),
+        body_methods: &body_methods,
+    };
+    let identity = authorize(gw, rt, ctx, judged).await?;
     forward(gw, rt, ctx, req, &path, identity).await
+}
+
+/// A `POST` form, multipart or JSON body may carry `_method`, which Rails, Laravel and
+/// Symfony obey. On a path where the method changes the rule, such a body is read (up to
+/// [`method_override::MAX_INSPECTED_BODY`]) and every method it asks for is judged too;
+/// the body read is what is forwarded. Everywhere else bodies stream untouched.
+async fn read_body_overrides(
+    rt: &Runtime,
+    ctx: &RequestContext,
+    req: Request<Incoming>,
+    path: &NormalizedPath,
+) -> Result<(Request<UpstreamBody>, Vec<Method>), Denial> {
+    let kind = method_override::body_kind(req.method(), req.headers())
+        .filter(|_| rt.config.rules.method_sensitive(ctx.host.as_deref(), path));
+    let Some(kind) = kind else {
+        return Ok((req.map(Either::Left), Vec::new()));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = Limited::new(body, method_override::MAX_INSPECTED_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                Denial::PayloadTooLarge
+            } else {
+                Denial::BadRequest("the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    let methods = method_override::from_body(&kind, &bytes).map_err(override_denial)?;
+    Ok((
+        Request::from_parts(parts, Either::Right(Full::new(bytes))),
+        methods,
+    ))
+}
+
+fn override_denial(e: method_override::OverrideError) -> Denial {
+    match e {
+        method_override::OverrideError::InvalidValue => Denial::BadRequest("invalid _method value"),
+        method_override::OverrideError::Multipart => Denial::BadRequest("malformed multipart body"),
+    }
 }
 
 /// The authority a request is for: the URI's (HTTP/2 `:authority`, or an absolute-form
@@ -195,43 +238,15 @@ fn request_authority(req: &Request<Incoming>) -> Result<Option<&str>, Denial> {
     }
 }
 
-/// The `_method=X` of a query, if any. A value that is not a method token is a 400.
-fn method_override(query: Option<&str>) -> Result<Option<Method>, Denial> {
-    let Some(q) = query else { return Ok(None) };
-    for pair in q.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "_method" || k == "%5Fmethod" || k == "%5fmethod" {
-            let v = percent_decode(v).ok_or(Denial::BadRequest("invalid _method value"))?;
-            return Method::from_bytes(v.to_ascii_uppercase().as_bytes())
-                .map(Some)
-                .map_err(|_| Denial::BadRequest("invalid _method value"));
-        }
-    }
-    Ok(None)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+/// What a request is judged by: its method, normalized path, query and headers, and the
+/// methods its body asks for (`_method` in a form or JSON body).
+#[derive(Debug, Clone, Copy)]
+pub struct Judged<'a> {
+    pub method: &'a Method,
+    pub path: &'a NormalizedPath,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body_methods: &'a [Method],
 }
 
 /// Finds the rule(s), authenticates, and decides. Returns the identity to forward.
@@ -239,23 +254,34 @@ pub async fn authorize(
     gw: &Gateway,
     rt: &Runtime,
     ctx: &mut RequestContext,
-    method: &Method,
-    path: &NormalizedPath,
-    query: Option<&str>,
-    headers: &HeaderMap,
+    req: Judged<'_>,
 ) -> Result<Option<Arc<Identity>>, Denial> {
+    let Judged {
+        method,
+        path,
+        query,
+        headers,
+        body_methods,
+    } = req;
     let rules = &rt.config.rules;
     let host = ctx.host.as_deref();
     let rule = rules.find_for(method, host, path).ok_or(Denial::NoRule)?;
     ctx.rule = Some(rule.index);
     ctx.upstream = rule.upstream;
-    // A request carrying `_method=X` must be allowed as itself and as X.
-    let extra: Option<&Rule> = match method_override(query)? {
-        Some(m) if m != *method => Some(rules.find_for(&m, host, path).ok_or(Denial::NoRule)?),
-        _ => None,
-    };
-    let all_public = rule.access == crate::rules::Access::Public
-        && extra.is_none_or(|r| r.access == crate::rules::Access::Public);
+    // A request carrying `_method=X` must be allowed as itself and as every such X.
+    let query_methods = method_override::from_query(query).map_err(override_denial)?;
+    let mut extra: Vec<&Rule> = Vec::new();
+    for m in query_methods.iter().chain(body_methods) {
+        if m != method {
+            let r = rules.find_for(m, host, path).ok_or(Denial::NoRule)?;
+            if r.index != rule.index && !extra.iter().any(|e| e.index == r.index) {
+                extra.push(r);
+            }
+        }
+    }
+    let all_public = std::iter::once(rule)
+        .chain(extra.iter().copied())
+        .all(|r| r.access == crate::rules::Access::Public);
 
     let identity = match authenticate(gw, rt, ctx, headers).await {
         Ok(id) => id,
@@ -269,7 +295,7 @@ pub async fn authorize(
             ctx.signed_in = Some(id.user().to_owned());
         }
     }
-    for r in std::iter::once(rule).chain(extra) {
+    for r in std::iter::once(rule).chain(extra.iter().copied()) {
         match authz::decide(r, identity.as_deref()) {
             Decision::Allow(_) => {}
             Decision::Deny(reason) => {
@@ -279,7 +305,7 @@ pub async fn authorize(
                 return Err(match reason {
                     DenyReason::Unauthenticated => {
                         let may_login = std::iter::once(rule)
-                            .chain(extra)
+                            .chain(extra.iter().copied())
                             .all(|r| r.login != Login::Deny);
                         if ctx.browser && may_login && rt.session.is_some() {
                             let rd = match std::mem::take(&mut ctx.login) {
@@ -479,7 +505,7 @@ async fn forward(
     gw: &Gateway,
     rt: &Runtime,
     ctx: &mut RequestContext,
-    mut req: Request<Incoming>,
+    mut req: Request<UpstreamBody>,
     path: &NormalizedPath,
     identity: Option<Arc<Identity>>,
 ) -> Result<Response<Body>, Denial> {

@@ -72,6 +72,9 @@ pub enum Denial {
     UpstreamBroken,
     NotFound,
     MethodNotAllowed,
+    /// A body the gateway must read to judge the request (a `POST` form or JSON body that
+    /// may carry `_method`) is larger than it reads.
+    PayloadTooLarge,
     /// A redirect made by the gateway (login, logout); not an error.
     Redirect(String),
     /// The login could not be completed (bad state, provider error); no session.
@@ -97,6 +100,7 @@ impl Denial {
             Denial::UpstreamBroken => "upstream_io",
             Denial::NotFound => "not_found",
             Denial::MethodNotAllowed => "method_not_allowed",
+            Denial::PayloadTooLarge => "payload_too_large",
             Denial::Redirect(_) => "redirect",
             Denial::LoginFailed(_) => "login_failed",
         }
@@ -208,6 +212,12 @@ impl Denial {
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such endpoint".into(),
+                None,
+            ),
+            Denial::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "the body is too large to be judged for a method override".into(),
                 None,
             ),
             Denial::MethodNotAllowed => (

@@ -87,7 +87,19 @@ pub async fn handle(
     } else {
         LoginStart::Offer(login_url(&rt.config.server, &rd))
     };
-    let identity = pipeline::authorize(gw, rt, ctx, &method, &target, query, headers).await?;
+    let identity = pipeline::authorize(
+        gw,
+        rt,
+        ctx,
+        pipeline::Judged {
+            method: &method,
+            path: &target,
+            query,
+            headers,
+            body_methods: &[],
+        },
+    )
+    .await?;
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {
         rt.headers.set_identity(resp.headers_mut(), id);

@@ -36,10 +36,14 @@ impl UpstreamError {
     }
 }
 
+/// A request body for the upstream: streamed from the client, or already read (a body the
+/// gateway had to look into before deciding).
+pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Full<bytes::Bytes>>;
+
 /// The upstream service and a keep-alive connection pool to it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without its trailing `/`, prefixed to every forwarded path.
@@ -126,7 +130,7 @@ impl Upstream {
     /// upstream took to answer.
     pub async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Duration), UpstreamError> {
         let start = Instant::now();
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {

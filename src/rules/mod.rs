@@ -109,6 +109,8 @@ pub struct RuleTable {
     fold_case: bool,
     /// Some rule has a `host`: only then does a request's host need to be looked at.
     has_hosts: bool,
+    /// Every method some rule names (`GET` with `HEAD`), for [`RuleTable::method_sensitive`].
+    named_methods: Vec<Method>,
 }
 
 // === impl RuleTable ===
@@ -196,7 +198,13 @@ impl RuleTable {
             root: TrieNode::default(),
             fold_case,
             has_hosts: rules.iter().any(|r| r.host.is_some()),
+            named_methods: Vec::new(),
         };
+        for m in rules.iter().flat_map(|r| r.methods.iter().flatten()) {
+            if !table.named_methods.contains(m) {
+                table.named_methods.push(m.clone());
+            }
+        }
         for (i, rule) in rules.iter().enumerate() {
             match &rule.pattern {
                 PathPattern::Exact(p) => table.exact.entry(p.clone()).or_default().push(i),
@@ -211,6 +219,24 @@ impl RuleTable {
         }
         table.rules = rules;
         table
+    }
+
+    /// Could the method change which rule decides `path` for `host`? Only then can a
+    /// method override (`_method` in a body) change the decision, and only then is a
+    /// body worth reading before it is forwarded.
+    pub fn method_sensitive(&self, host: Option<&str>, path: &NormalizedPath) -> bool {
+        if self.named_methods.is_empty() {
+            return false;
+        }
+        // A method no rule names finds the rule every unnamed method finds.
+        let unnamed = Method::from_bytes(b"PORTCULLIS-ANY").ok();
+        let base = unnamed
+            .and_then(|m| self.find_for(&m, host, path))
+            .map(|r| r.index);
+        self.named_methods
+            .iter()
+            .chain([&Method::HEAD])
+            .any(|m| self.find_for(m, host, path).map(|r| r.index) != base)
     }
 
     /// Groups of rules that could compete for the same request at the same depth: the
