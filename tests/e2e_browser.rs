@@ -15,10 +15,10 @@
 //! Screenshots go to `$E2E_OUTPUT/<test>/` (default `target/e2e-output/<test>/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e_support;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,10 +26,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use e2e_support::KcAdmin;
 use portcullis::server::{self, Running};
 use portcullis::testing::{EchoUpstream, Seen};
 use serde_json::{json, Value};
-use support::RawResponse;
 use tokio::sync::mpsc;
 
 /// Admin area for role `admin`, everything else for any signed-in user (browsers are sent
@@ -100,21 +100,41 @@ struct Env {
     upstream: EchoUpstream,
     gw: Running,
     out: PathBuf,
+    /// The realm lock, shared; `None` when the test holds it exclusively itself.
+    _realm: Option<e2e_support::SharedRealm>,
 }
 
 impl Env {
     async fn start(test: &str, extra: &str) -> Env {
+        let realm = e2e_support::shared_realm().await;
+        Env::launch(test, extra, |toml| toml, Some(realm)).await
+    }
+
+    /// For a test that holds `e2e_support::exclusive_realm()` itself: the gateway with
+    /// `tokens.jwks_refresh = "1h"`, so that it has only the keys of its first fetch until
+    /// a token names a `kid` it does not know.
+    async fn start_exclusive(test: &str, extra: &str) -> Env {
+        Env::launch(test, extra, e2e_support::hourly_jwks_refresh, None).await
+    }
+
+    /// The gateway with its configuration text passed through `edit` first.
+    async fn launch(
+        test: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+        realm: Option<e2e_support::SharedRealm>,
+    ) -> Env {
         let kc = keycloak_url();
         let upstream = EchoUpstream::start().await;
         let port = support::free_port();
         let public = format!("http://127.0.0.1:{port}");
-        let toml = support::config_toml_on(
+        let toml = edit(support::config_toml_on(
             &format!("127.0.0.1:{port}"),
             &public,
             &format!("{kc}/realms/myorg"),
             &upstream.url(),
             &format!("{RULES}\n{extra}"),
-        );
+        ));
         let gw = server::start(support::load(&toml))
             .await
             .unwrap_or_else(|e| panic!("the gateway did not start against {kc}: {e}"));
@@ -124,6 +144,7 @@ impl Env {
             upstream,
             gw,
             out: output_dir(test),
+            _realm: realm,
         };
         env.wait_ready().await;
         env
@@ -151,14 +172,16 @@ impl Env {
 
     /// `portcullis_session_refreshes_total{result="ok"}` from the admin `/metrics`.
     async fn refreshes_ok(&self) -> u64 {
-        let r = support::get(self.gw.admin_addr, "/metrics", &[]).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
-            .lines()
-            .find(|l| l.starts_with("portcullis_session_refreshes_total{result=\"ok\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
+        e2e_support::metric(
+            self.gw.admin_addr,
+            "portcullis_session_refreshes_total{result=\"ok\"}",
+        )
+        .await
+    }
+
+    /// Successful fetches of Keycloak's JWKS by this gateway.
+    async fn jwks_fetches(&self) -> u64 {
+        e2e_support::jwks_fetches(self.gw.admin_addr).await
     }
 
     async fn stop(self) {
@@ -476,126 +499,6 @@ fn assert_identity(seen: &Seen, user: &str, email: &str, roles: &[&str], not_rol
         None,
         "a browser session sends no Authorization upstream"
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// Keycloak's admin API (bootstrap admin admin/admin), for the refresh test and to look at
-// the user's SSO sessions.
-
-async fn http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<(&str, &str)>,
-) -> RawResponse {
-    let u = url::Url::parse(url).unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
-    let host = u.host_str().expect("a host").to_owned();
-    let port = u.port_or_known_default().expect("a port");
-    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .unwrap_or_else(|e| panic!("cannot resolve {host}: {e}"))
-        .next()
-        .unwrap_or_else(|| panic!("{host} has no address"));
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    };
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: application/json\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let (ctype, content) = body.unwrap_or(("", ""));
-    if body.is_some() {
-        req.push_str(&format!("Content-Type: {ctype}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{content}",
-        content.len()
-    ));
-    support::raw(addr, req.as_bytes()).await
-}
-
-struct KcAdmin {
-    kc: String,
-    token: String,
-}
-
-impl KcAdmin {
-    async fn login(kc: &str) -> KcAdmin {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", "admin"),
-                ("password", "admin"),
-            ])
-            .finish();
-        let r = http(
-            "POST",
-            &format!("{kc}/realms/master/protocol/openid-connect/token"),
-            &[],
-            Some(("application/x-www-form-urlencoded", &form)),
-        )
-        .await;
-        assert_eq!(r.status, 200, "Keycloak admin login: {}", r.body);
-        KcAdmin {
-            kc: kc.to_owned(),
-            token: r.json()["access_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> RawResponse {
-        let auth = format!("Bearer {}", self.token);
-        let text = body.map(Value::to_string);
-        http(
-            method,
-            &format!("{}/admin/realms/myorg{path}", self.kc),
-            &[("Authorization", &auth)],
-            text.as_deref().map(|t| ("application/json", t)),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let r = self.call("GET", path, None).await;
-        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
-        r.json()
-    }
-
-    /// Sets (or with `""` removes) an attribute of a client.
-    async fn set_client_attribute(&self, client_id: &str, key: &str, value: &str) {
-        let list = self.get(&format!("/clients?clientId={client_id}")).await;
-        let mut client = list[0].clone();
-        let id = client["id"].as_str().expect("client id").to_owned();
-        client["attributes"][key] = json!(value);
-        let r = self
-            .call("PUT", &format!("/clients/{id}"), Some(&client))
-            .await;
-        assert_eq!(r.status, 204, "PUT client {client_id}: {}", r.body);
-        let after = self.get(&format!("/clients/{id}")).await;
-        let now = after["attributes"][key].as_str().unwrap_or("");
-        assert_eq!(now, value, "client {client_id} attribute {key}");
-    }
-
-    async fn client_attribute(&self, client_id: &str, key: &str) -> String {
-        let list = self.get(&format!("/clients?clientId={client_id}")).await;
-        list[0]["attributes"][key].as_str().unwrap_or("").to_owned()
-    }
-
-    /// The ids of the user's SSO sessions at Keycloak.
-    async fn sessions(&self, username: &str) -> Vec<String> {
-        let users = self
-            .get(&format!("/users?username={username}&exact=true"))
-            .await;
-        let id = users[0]["id"].as_str().expect("user id").to_owned();
-        self.get(&format!("/users/{id}/sessions"))
-            .await
-            .as_array()
-            .expect("a list of sessions")
-            .iter()
-            .filter_map(|s| s["id"].as_str().map(str::to_owned))
-            .collect()
-    }
 }
 
 /// Keycloak's SSO session id (`sid`) of the access token the upstream received.
@@ -961,6 +864,14 @@ const SHORT_LIFESPAN: u64 = 10;
 #[tokio::test]
 #[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
 async fn session_survives_access_token_expiry_by_refreshing() {
+    with_short_lifespan(refresh_scenario()).await;
+}
+
+/// Runs `scenario` with the `gateway` client's access tokens living [`SHORT_LIFESPAN`]
+/// seconds, holding the realm exclusively; puts the previous lifespan back afterwards,
+/// also when the scenario fails.
+async fn with_short_lifespan(scenario: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _realm = e2e_support::exclusive_realm().await;
     let kc = keycloak_url();
     let admin = KcAdmin::login(&kc).await;
     let key = "access.token.lifespan";
@@ -969,7 +880,7 @@ async fn session_survives_access_token_expiry_by_refreshing() {
         .set_client_attribute("gateway", key, &SHORT_LIFESPAN.to_string())
         .await;
     // Run the scenario as its own task so that the realm is restored even if it fails.
-    let outcome = tokio::spawn(refresh_scenario()).await;
+    let outcome = tokio::spawn(scenario).await;
     // The admin token lives 60 s; take a fresh one.
     KcAdmin::login(&kc)
         .await
@@ -978,13 +889,26 @@ async fn session_survives_access_token_expiry_by_refreshing() {
     if let Err(e) = outcome {
         match e.try_into_panic() {
             Ok(p) => std::panic::resume_unwind(p),
-            Err(e) => panic!("the refresh scenario did not finish: {e}"),
+            Err(e) => panic!("the scenario did not finish: {e}"),
         }
     }
 }
 
+/// Waits until the clock has passed the access token's `exp`.
+async fn until_expired(token: &str) {
+    let exp = claims(token)["exp"].as_u64().unwrap();
+    let wait = exp.saturating_sub(unix_now()) + 1;
+    assert!(wait <= SHORT_LIFESPAN + 5, "the token expires in {wait} s");
+    let deadline = Instant::now() + Duration::from_secs(wait + 5);
+    while unix_now() <= exp {
+        assert!(Instant::now() < deadline, "the clock did not pass {exp}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn refresh_scenario() {
-    let env = Env::start("refresh", WITH_TOKEN).await;
+    // `with_short_lifespan` holds the realm lock.
+    let env = Env::launch("refresh", WITH_TOKEN, |toml| toml, None).await;
     let mut b = env.browser().await;
 
     let p = b.goto("/profile", None).await;
@@ -1010,14 +934,7 @@ async fn refresh_scenario() {
     // reaches the upstream as alice, with a new access token (the second round uses the
     // refresh token the first refresh returned).
     for round in 1..=2u64 {
-        let exp = claims(&token)["exp"].as_u64().unwrap();
-        let wait = exp.saturating_sub(unix_now()) + 1;
-        assert!(wait <= SHORT_LIFESPAN + 5, "the token expires in {wait} s");
-        let deadline = Instant::now() + Duration::from_secs(wait + 5);
-        while unix_now() <= exp {
-            assert!(Instant::now() < deadline, "the clock did not pass {exp}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        until_expired(&token).await;
 
         let path = format!("/profile?round={round}");
         let p = b.goto(&path, Some(&format!("after-expiry-{round}"))).await;
@@ -1052,6 +969,172 @@ async fn refresh_scenario() {
         token = fresh;
         cookie = now_cookie;
     }
+
+    b.close().await;
+    env.stop().await;
+}
+
+/// Logs out with a same-origin navigation to `/oauth2/logout` and returns the ID token the
+/// gateway handed Keycloak's end-session endpoint as `id_token_hint` (Keycloak accepted
+/// it: it logged out without asking).
+async fn logout_id_token(env: &Env, b: &mut Chromium) -> String {
+    let p = b
+        .page(json!({"cmd": "assign", "path": "/oauth2/logout"}))
+        .await;
+    let end_session = p
+        .chain
+        .iter()
+        .find(|h| {
+            h.url.starts_with(&format!(
+                "{}/realms/myorg/protocol/openid-connect/logout?",
+                env.kc
+            ))
+        })
+        .unwrap_or_else(|| panic!("no visit to Keycloak's end-session endpoint: {:?}", p.chain));
+    assert_eq!(
+        end_session.status, 302,
+        "Keycloak accepted the id_token_hint: {:?}",
+        p.chain
+    );
+    url::Url::parse(&end_session.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no id_token_hint in {}", end_session.url))
+}
+
+/// The `kid` of the access token the upstream received.
+fn access_token_kid(seen: &Seen) -> String {
+    e2e_support::kid(seen.header("x-auth-token").expect("X-Auth-Token"))
+}
+
+#[tokio::test]
+#[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
+async fn login_after_a_key_rotation_verifies_the_id_token_by_the_new_key() {
+    // This test changes the realm's keys: no other test of this binary runs meanwhile.
+    let _realm = e2e_support::exclusive_realm().await;
+    let env = Env::start_exclusive("rotation-login", WITH_TOKEN).await;
+    assert_eq!(env.jwks_fetches().await, 1, "one key fetch at start");
+
+    // alice signs in while the gateway's keys are current.
+    let mut alice = env.browser().await;
+    alice
+        .goto("/profile", None)
+        .await
+        .assert_login_form(&env.kc, "alice's first visit");
+    let seen = alice.login("alice", "alice", None).await.seen();
+    assert_identity(&seen, "alice", "alice@example.com", &["admin"], &[]);
+    let old_kid = access_token_kid(&seen);
+
+    let rotation = KcAdmin::login(&env.kc).await.rotate_signing_key().await;
+    assert!(rotation.old_kids.contains(&old_kid), "{rotation:?}");
+
+    // bob signs in, in another browser: Keycloak signs his ID token with the new key, which
+    // is not among the keys the gateway fetched at start.
+    let mut bob = env.browser().await;
+    bob.goto("/profile?after-rotation=1", None)
+        .await
+        .assert_login_form(&env.kc, "bob's first visit");
+    let p = bob.login("bob", "bob", Some("bob-after-rotation")).await;
+    assert_eq!(
+        (p.url.as_str(), p.status),
+        (
+            format!("{}/profile?after-rotation=1", env.public).as_str(),
+            Some(200)
+        ),
+        "bob's login after the rotation: {}\nchain: {:?}",
+        p.body.chars().take(600).collect::<String>(),
+        p.chain
+    );
+    let seen = p.seen();
+    assert_identity(&seen, "bob", "bob@example.com", &["user"], &["admin"]);
+    assert_eq!(access_token_kid(&seen), rotation.new_kid);
+    assert_eq!(
+        env.jwks_fetches().await,
+        2,
+        "the gateway fetched the keys once more, for the ID token's unknown kid"
+    );
+    // The session keeps that ID token: it is what the logout hands back to Keycloak.
+    let id_token = logout_id_token(&env, &mut bob).await;
+    assert_eq!(e2e_support::kid(&id_token), rotation.new_kid);
+    assert_eq!(claims(&id_token)["typ"], "ID");
+    assert_eq!(claims(&id_token)["preferred_username"], "bob");
+
+    // alice's session from before the rotation goes on, although the gateway's keys no
+    // longer have the old key (the session's tokens were verified when it was created).
+    let seen = alice.goto("/profile?still=1", None).await.seen();
+    assert_identity(&seen, "alice", "alice@example.com", &["admin"], &[]);
+    assert_eq!(access_token_kid(&seen), old_kid);
+
+    alice.close().await;
+    bob.close().await;
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
+async fn session_refreshed_after_a_key_rotation_keeps_its_user() {
+    with_short_lifespan(rotation_refresh_scenario()).await;
+}
+
+async fn rotation_refresh_scenario() {
+    // `with_short_lifespan` holds the realm lock.
+    let env = Env::start_exclusive("rotation-refresh", WITH_TOKEN).await;
+    let mut b = env.browser().await;
+
+    b.goto("/profile", None)
+        .await
+        .assert_login_form(&env.kc, "first visit");
+    let seen = b.login("alice", "alice", None).await.seen();
+    assert_identity(&seen, "alice", "alice@example.com", &["admin"], &[]);
+    let token = seen
+        .header("x-auth-token")
+        .expect("X-Auth-Token")
+        .to_owned();
+    let c = claims(&token);
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        SHORT_LIFESPAN,
+        "{c}"
+    );
+    let old_kid = e2e_support::kid(&token);
+
+    // The key rotates during her session; then her access token expires.
+    let rotation = KcAdmin::login(&env.kc).await.rotate_signing_key().await;
+    assert!(rotation.old_kids.contains(&old_kid), "{rotation:?}");
+    until_expired(&token).await;
+    assert_eq!(env.jwks_fetches().await, 1, "no key fetch since the start");
+    assert_eq!(env.refreshes_ok().await, 0);
+
+    // Her next request makes the gateway refresh the session; Keycloak's new ID token is
+    // signed by the new key.
+    let path = "/profile?after-rotation=1";
+    let p = b.goto(path, Some("after-rotation")).await;
+    assert!(
+        p.url == format!("{}{path}", env.public) && p.chain.len() == 1,
+        "still signed in, no new login: {} ({:?}): {}\nchain: {:?}",
+        p.url,
+        p.status,
+        p.body.chars().take(600).collect::<String>(),
+        p.chain
+    );
+    let seen = p.seen();
+    assert_identity(&seen, "alice", "alice@example.com", &["admin"], &[]);
+    let fresh = seen.header("x-auth-token").expect("X-Auth-Token");
+    assert_ne!(fresh, token, "a refreshed access token");
+    assert_eq!(e2e_support::kid(fresh), rotation.new_kid);
+    assert_eq!(claims(fresh)["sub"], c["sub"]);
+    assert_eq!(env.refreshes_ok().await, 1, "one successful refresh");
+    assert_eq!(
+        env.jwks_fetches().await,
+        2,
+        "the gateway fetched the keys once more, for the ID token's unknown kid"
+    );
+    // The session now holds the refreshed ID token.
+    let id_token = logout_id_token(&env, &mut b).await;
+    assert_eq!(e2e_support::kid(&id_token), rotation.new_kid);
+    assert_eq!(claims(&id_token)["sub"], c["sub"]);
 
     b.close().await;
     env.stop().await;

@@ -12,13 +12,14 @@
 //! echo upstream run in-process. A denied request must never reach the upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e_support;
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use e2e_support::KcAdmin;
 use portcullis::server::{self, Running};
 use portcullis::testing::EchoUpstream;
 use serde_json::Value;
@@ -63,17 +64,37 @@ struct Env {
     kc: String,
     upstream: EchoUpstream,
     gw: Running,
+    /// The realm lock, shared; `None` when the test holds it exclusively itself.
+    _realm: Option<e2e_support::SharedRealm>,
 }
 
 impl Env {
     async fn start() -> Env {
+        let realm = e2e_support::shared_realm().await;
+        Env::launch(|toml| toml, Some(realm)).await
+    }
+
+    /// The gateway with its configuration text passed through `edit` first.
+    async fn launch(
+        edit: impl FnOnce(String) -> String,
+        realm: Option<e2e_support::SharedRealm>,
+    ) -> Env {
         let kc = keycloak_url();
         let upstream = EchoUpstream::start().await;
-        let toml = support::config_toml(&format!("{kc}/realms/myorg"), &upstream.url(), RULES);
+        let toml = edit(support::config_toml(
+            &format!("{kc}/realms/myorg"),
+            &upstream.url(),
+            RULES,
+        ));
         let gw = server::start(support::load(&toml))
             .await
             .unwrap_or_else(|e| panic!("the gateway did not start against {kc}: {e}"));
-        let env = Env { kc, upstream, gw };
+        let env = Env {
+            kc,
+            upstream,
+            gw,
+            _realm: realm,
+        };
         env.wait_ready().await;
         env
     }
@@ -138,33 +159,6 @@ impl Env {
     }
 }
 
-/// POSTs an `application/x-www-form-urlencoded` body with a raw HTTP/1.1 request.
-async fn post_form(url: &str, form: &[(&str, &str)]) -> RawResponse {
-    let u = url::Url::parse(url).unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
-    assert_eq!(u.scheme(), "http", "only plain http is supported: {url}");
-    let host = u.host_str().expect("a host").to_owned();
-    let port = u.port_or_known_default().expect("a port");
-    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .unwrap_or_else(|e| panic!("cannot resolve {host}: {e}"))
-        .next()
-        .unwrap_or_else(|| panic!("{host} has no address"));
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    };
-    let req = format!(
-        "POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\
-         Accept: application/json\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    support::raw(addr, req.as_bytes()).await
-}
-
 /// The full token response of a client-credentials grant.
 async fn token_response(
     kc: &str,
@@ -182,7 +176,7 @@ async fn token_response(
     if let Some(s) = scope {
         form.push(("scope", s));
     }
-    let r = post_form(&endpoint, &form).await;
+    let r = e2e_support::post_form(&endpoint, &form).await;
     assert_eq!(
         r.status, 200,
         "Keycloak refused the client-credentials grant for {client_id} in {realm}: {}",
@@ -519,17 +513,16 @@ async fn keycloak_id_token_is_not_a_bearer_credential() {
     // Keycloak returns an ID token for a client-credentials grant with `scope=openid`. Its
     // `aud` is the client (`test_api_client`), so accept that audience too: then only the
     // `typ: "ID"` claim can refuse it.
-    let kc = keycloak_url();
-    let upstream = EchoUpstream::start().await;
-    let toml = support::config_toml(&format!("{kc}/realms/myorg"), &upstream.url(), RULES);
-    let wide = toml.replace(
-        "audiences = [\"gateway\"]",
-        "audiences = [\"gateway\", \"test_api_client\"]",
-    );
-    assert_ne!(wide, toml, "the harness' [tokens] section changed");
-    let gw = server::start(support::load(&wide)).await.unwrap();
-    let env = Env { kc, upstream, gw };
-    env.wait_ready().await;
+    let realm = e2e_support::shared_realm().await;
+    let wide = |toml: String| {
+        let wide = toml.replace(
+            "audiences = [\"gateway\"]",
+            "audiences = [\"gateway\", \"test_api_client\"]",
+        );
+        assert_ne!(wide, toml, "the harness' [tokens] section changed");
+        wide
+    };
+    let env = Env::launch(wide, Some(realm)).await;
 
     let v = token_response(
         &env.kc,
@@ -552,5 +545,89 @@ async fn keycloak_id_token_is_not_a_bearer_credential() {
     // The access token of the same response is fine.
     let at = v["access_token"].as_str().expect("access_token");
     assert_eq!(env.get("/api/private-scoped", Some(at)).await.status, 200);
+    env.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a running Keycloak: run tests/e2e/run.sh"]
+async fn rotated_signing_key_is_fetched_for_the_first_token_that_names_it() {
+    // This test changes the realm's keys: no other test of this binary runs meanwhile.
+    let _realm = e2e_support::exclusive_realm().await;
+    // Keys are refreshed hourly: only the refetch for an unknown `kid` can bring the new key.
+    let env = Env::launch(e2e_support::hourly_jwks_refresh, None).await;
+    let admin = env.gw.admin_addr;
+    assert_eq!(
+        e2e_support::jwks_fetches(admin).await,
+        1,
+        "one key fetch at start"
+    );
+    let token = || env.token("test_api_client", "test-api-secret", None);
+
+    // Before the rotation: a token signed by the current key works...
+    let verified = token().await;
+    let old_kid = e2e_support::kid(&verified);
+    assert_eq!(env.get("/api/private", Some(&verified)).await.status, 200);
+    // ... and two more by the same key that the gateway has not seen yet.
+    let (unseen_a, unseen_b) = (token().await, token().await);
+
+    let rotation = KcAdmin::login(&env.kc).await.rotate_signing_key().await;
+    assert!(rotation.old_kids.contains(&old_kid), "{rotation:?}");
+    assert_ne!(rotation.new_kid, old_kid);
+    assert!(
+        rotation.passive_published,
+        "Keycloak keeps passive keys in the JWKS (verification only): {rotation:?}"
+    );
+    let published = e2e_support::jwks_kids(&env.kc).await;
+    assert!(
+        published.contains(&rotation.new_kid) && !published.contains(&old_kid),
+        "Keycloak publishes the new key and no longer the disabled one: {published:?}"
+    );
+
+    // The gateway's keys are those of its last fetch, which still has the old key: a token
+    // by the old key is accepted until the gateway fetches the keys again.
+    assert_eq!(env.get("/api/private", Some(&unseen_a)).await.status, 200);
+    assert_eq!(e2e_support::jwks_fetches(admin).await, 1, "no fetch yet");
+
+    // A token by the new key: its unknown `kid` makes the gateway fetch the keys at once.
+    let fresh = token().await;
+    assert_eq!(e2e_support::kid(&fresh), rotation.new_kid);
+    let seen = env.get("/api/private", Some(&fresh)).await.seen();
+    assert_eq!(
+        seen.header("x-auth-subject"),
+        claims(&fresh)["sub"].as_str()
+    );
+    assert_eq!(
+        e2e_support::jwks_fetches(admin).await,
+        2,
+        "exactly one fetch, for the unknown kid"
+    );
+    // Later tokens by the new key need no fetch.
+    let scoped = env
+        .token(
+            "test_api_client",
+            "test-api-secret",
+            Some("test_api_access"),
+        )
+        .await;
+    assert_eq!(e2e_support::kid(&scoped), rotation.new_kid);
+    assert_eq!(
+        env.get("/api/private-scoped", Some(&scoped)).await.status,
+        200
+    );
+    assert_eq!(e2e_support::jwks_fetches(admin).await, 2);
+
+    // That fetch came after the old key was disabled: a token by the old key that the
+    // gateway has not verified before is now signed by an unknown key.
+    let r = env.denied("/api/private", Some(&unseen_b), 401).await;
+    assert_invalid_token(&r, "the token was signed by an unknown key");
+
+    // Tokens verified before come from the verified-token cache, which keeps an entry until
+    // the token expires (here within Keycloak's 300 s): they stay accepted until then.
+    let hits = "portcullis_token_cache_total{result=\"hit\"}";
+    let hits_before = e2e_support::metric(admin, hits).await;
+    for t in [&verified, &unseen_a] {
+        assert_eq!(env.get("/api/private", Some(t)).await.status, 200);
+    }
+    assert_eq!(e2e_support::metric(admin, hits).await, hits_before + 2);
     env.stop().await;
 }
