@@ -375,7 +375,8 @@ async fn session_identity(
     let key = rt.session_cache.key(&sealed);
     if let Some(hit) = rt.session_cache.get(&key) {
         let now = crate::unix_now();
-        let fresh = hit.data.at_exp.is_none_or(|t| t > now + 5) || !codec.settings().refresh;
+        let fresh =
+            hit.data.at_exp.is_none_or(|t| t > now.saturating_add(5)) || !codec.settings().refresh;
         if hit.data.exp > now && fresh && !codec.is_revoked(&hit.data.sid) {
             return Some(hit.identity.clone());
         }
@@ -455,7 +456,7 @@ async fn refresh(gw: &Gateway, rt: &Runtime, data: &SessionData) -> Option<Sessi
 /// When an access token expires: `expires_in`, else its `exp` claim.
 pub fn access_token_expiry(token: &str, expires_in: Option<Duration>) -> Option<u64> {
     match expires_in {
-        Some(d) => Some(crate::unix_now() + d.as_secs()),
+        Some(d) => Some(crate::unix_now().saturating_add(d.as_secs())),
         None => auth::oidc::jwt_payload(token)
             .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64)),
     }

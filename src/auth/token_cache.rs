@@ -43,7 +43,7 @@ impl TokenCache {
             return None;
         }
         match id.expires_at {
-            Some(exp) if crate::unix_now() <= exp + self.leeway => Some(id),
+            Some(exp) if crate::unix_now() <= exp.saturating_add(self.leeway) => Some(id),
             _ => {
                 cache.remove(&key);
                 None
