@@ -151,3 +151,20 @@ async fn connections_beyond_max_connections_wait_for_a_slot() {
     assert_eq!(r.expect("served once a slot was free").unwrap().status, 200);
     drop(b);
 }
+
+#[test]
+fn max_connections_must_be_positive() {
+    use figment::providers::{Format, Toml};
+    let toml = support::config_toml("http://127.0.0.1:1/realms/x", "http://127.0.0.1:2", "")
+        .replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\nmax_connections = 0",
+        );
+    let err = portcullis::config::load_figment(figment::Figment::from(Toml::string(&toml)))
+        .expect_err("0 is refused")
+        .to_string();
+    assert!(
+        err.contains("server.max_connections: must be at least 1"),
+        "{err}"
+    );
+}
