@@ -181,10 +181,10 @@ impl BearerValidator {
         let num = |k: &str| claims.get(k).and_then(Value::as_u64);
         match num("exp") {
             None => return Err(TokenError::MissingClaim),
-            Some(exp) if exp + self.leeway < now => return Err(TokenError::Expired),
+            Some(exp) if exp.saturating_add(self.leeway) < now => return Err(TokenError::Expired),
             _ => {}
         }
-        if num("nbf").is_some_and(|nbf| nbf > now + self.leeway) {
+        if num("nbf").is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
             return Err(TokenError::NotYetValid);
         }
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
@@ -206,3 +206,6 @@ impl BearerValidator {
         check_claims(claims)
     }
 }
+
+#[cfg(test)]
+mod tests;
