@@ -31,6 +31,29 @@ pub enum OverrideError {
     /// A multipart body whose parts cannot be told apart.
     #[error("malformed multipart body")]
     Multipart,
+    /// A body to be read is larger than [`MAX_INSPECTED_BODY`] (413).
+    #[error("the body is too large to be judged for a method override")]
+    TooLarge,
+    /// The client's body broke off while it was read.
+    #[error("the request body could not be read")]
+    Unreadable,
+}
+
+/// Reads a body that may carry `_method`, up to [`MAX_INSPECTED_BODY`].
+pub async fn read_body<B>(body: B) -> Result<bytes::Bytes, OverrideError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, MAX_INSPECTED_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(OverrideError::TooLarge),
+        Err(_) => Err(OverrideError::Unreadable),
+    }
 }
 
 /// Does this (decoded) parameter name read as `_method` in some framework?

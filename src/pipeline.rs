@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::LengthLimitError;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -194,29 +193,12 @@ async fn read_body_overrides(
         return Ok((req.map(Either::Left), Vec::new()));
     };
     let (parts, body) = req.into_parts();
-    let bytes = Limited::new(body, method_override::MAX_INSPECTED_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                Denial::PayloadTooLarge
-            } else {
-                Denial::BadRequest("the request body could not be read")
-            }
-        })?
-        .to_bytes();
-    let methods = method_override::from_body(&kind, &bytes).map_err(override_denial)?;
+    let bytes = method_override::read_body(body).await?;
+    let methods = method_override::from_body(&kind, &bytes)?;
     Ok((
         Request::from_parts(parts, Either::Right(Full::new(bytes))),
         methods,
     ))
-}
-
-fn override_denial(e: method_override::OverrideError) -> Denial {
-    match e {
-        method_override::OverrideError::InvalidValue => Denial::BadRequest("invalid _method value"),
-        method_override::OverrideError::Multipart => Denial::BadRequest("malformed multipart body"),
-    }
 }
 
 /// What a request is judged by: its method, normalized path, query and headers, and the
@@ -245,11 +227,7 @@ pub async fn authorize(
         body_methods,
     } = req;
     let host = ctx.host.as_deref();
-    let selection = decision::select(&rt.config.rules, method, host, path, query, body_methods)
-        .map_err(|e| match e {
-            decision::SelectError::NoRule => Denial::NoRule,
-            decision::SelectError::Override(e) => override_denial(e),
-        })?;
+    let selection = decision::select(&rt.config.rules, method, host, path, query, body_methods)?;
     ctx.rule = Some(selection.rule.index);
     ctx.upstream = selection.rule.upstream;
     let all_public = selection.all_public();

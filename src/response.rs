@@ -81,6 +81,27 @@ pub enum Denial {
     LoginFailed(&'static str),
 }
 
+impl From<crate::method_override::OverrideError> for Denial {
+    fn from(e: crate::method_override::OverrideError) -> Denial {
+        use crate::method_override::OverrideError as E;
+        match e {
+            E::InvalidValue => Denial::BadRequest("invalid _method value"),
+            E::Multipart => Denial::BadRequest("malformed multipart body"),
+            E::TooLarge => Denial::PayloadTooLarge,
+            E::Unreadable => Denial::BadRequest("the request body could not be read"),
+        }
+    }
+}
+
+impl From<crate::decision::SelectError> for Denial {
+    fn from(e: crate::decision::SelectError) -> Denial {
+        match e {
+            crate::decision::SelectError::NoRule => Denial::NoRule,
+            crate::decision::SelectError::Override(e) => e.into(),
+        }
+    }
+}
+
 impl Denial {
     /// The machine-readable reason used in logs and metrics.
     pub fn reason(&self) -> &'static str {
