@@ -58,7 +58,7 @@ fn table(n: usize) -> rules::RuleTable {
         raw.push(r);
     }
     let mut d = Diagnostics::default();
-    let t = rules::build(&raw, false, &[], &mut d);
+    let t = portcullis::config::rules::build(&raw, false, &[], &mut d);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     t
 }
@@ -98,7 +98,7 @@ fn tokens(c: &mut Criterion) {
         algorithms: vec![jsonwebtoken::Algorithm::RS256],
         leeway: std::time::Duration::from_secs(30),
         roles_claims: vec![
-            portcullis::auth::claims::ClaimPath::parse("realm_access.roles").expect("valid"),
+            portcullis::claims::ClaimPath::parse("realm_access.roles").expect("valid")
         ],
         jwks_refresh: std::time::Duration::from_secs(300),
         cache_size: 10_000,

@@ -1,8 +1,8 @@
 //! The decision: may this identity do this request under this rule? Pure, so serving,
 //! `explain` and tests all use the same function.
 
-use crate::auth::claims;
 use crate::auth::Identity;
+use crate::claims;
 use crate::rules::{Access, Rule};
 
 /// Why a request was allowed or denied, as a machine-readable reason.

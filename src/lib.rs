@@ -36,12 +36,14 @@
 pub mod auth;
 pub mod authority;
 pub mod authz;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod endpoints;
 pub mod forward;
 pub mod gateway;
+pub mod header_names;
 pub mod method_override;
 pub mod metrics;
 pub mod path;

@@ -9,7 +9,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::bearer::TokenError;
-use crate::forward::headers::X_PORTCULLIS_LOGIN;
+use crate::header_names::X_PORTCULLIS_LOGIN;
 use crate::path::PathRejection;
 
 /// Every response body: streamed from the upstream, or made by the gateway.

@@ -518,7 +518,8 @@ fn load_example(rel: &str) -> Config {
 }
 
 fn identity_header_names(cfg: &Config) -> Vec<String> {
-    portcullis::forward::headers::identity_names(&cfg.headers)
+    cfg.headers
+        .identity_names()
         .map(|h| h.as_str().to_owned())
         .collect()
 }

@@ -5,7 +5,6 @@
 //! from "mine but bad" (an invalid bearer token is a 401 and never falls back to a cookie).
 
 pub mod bearer;
-pub mod claims;
 pub mod jose;
 pub mod jwks;
 pub mod oidc;
@@ -16,6 +15,7 @@ pub mod token_cache;
 use http::header::{self, HeaderMap};
 use serde_json::{Map, Value};
 
+use crate::claims;
 use crate::config::TokenSettings;
 
 /// The credential a request presents.

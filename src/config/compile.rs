@@ -14,9 +14,9 @@ use url::Url;
 use super::diagnostics::{ConfigErrors, Diagnostics};
 use super::raw::{RawConfig, RawHeaders, RawSession, RawTls};
 use super::*;
-use crate::auth::claims::ClaimPath;
-use crate::forward::headers as hdr;
-use crate::rules::{self, Access, Login};
+use crate::claims::ClaimPath;
+use crate::header_names as hdr;
+use crate::rules::{Access, Login};
 
 const MIN_SESSION_SECRET: usize = 32;
 
@@ -28,7 +28,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let upstream = upstream(&raw, &mut d);
     let upstreams = named_upstreams(&raw, &upstream, &mut d);
     let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-    let rules = rules::build(
+    let rules = super::rules::build(
         &raw.rules,
         raw.server.case_insensitive_paths,
         &names,
@@ -700,7 +700,7 @@ fn headers(h: &RawHeaders, d: &mut Diagnostics) -> HeaderSettings {
     }
     // The same header twice would let one value overwrite another.
     let mut seen: Vec<String> = Vec::new();
-    for name in hdr::identity_names(&out) {
+    for name in out.identity_names() {
         let spelled = hdr::spelling_key(name.as_str());
         if seen.contains(&spelled) {
             d.error(

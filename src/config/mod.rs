@@ -1,21 +1,24 @@
-//! Configuration: `gateway.toml` plus `PORTCULLIS_<SECTION>__<KEY>` overrides, loaded with
-//! figment into the raw tree ([`raw`]), then compiled into a [`Config`] ([`compile`]) that has
-//! every value typed and every rule compiled. All errors are reported at once, each with
-//! its key path; a configuration with errors never runs.
+//! Configuration types: the compiled [`Config`] that the request path reads, every value
+//! typed and every rule compiled.
+//!
+//! How it is made: [`load`] reads `gateway.toml` plus `PORTCULLIS_<SECTION>__<KEY>`
+//! overrides into the raw tree ([`raw`]), and [`compile`] (with [`rules`] for the rule
+//! table) turns it into a `Config`. All errors are reported at once, each with its key
+//! path; a configuration with errors never runs.
 
 pub mod compile;
 pub mod diagnostics;
 mod env;
+mod load;
 pub mod raw;
+pub mod rules;
 pub mod secret;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use figment::providers::{Format, Toml};
-use figment::Figment;
 use http::HeaderName;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
@@ -23,9 +26,10 @@ use url::Url;
 
 pub use diagnostics::{ConfigError, ConfigErrors, Warning};
 pub use env::EnvOverrides;
+pub use load::{load, load_figment, resolve_path};
 pub use secret::Secret;
 
-use crate::auth::claims::ClaimPath;
+use crate::claims::ClaimPath;
 use crate::rules::RuleTable;
 
 /// The validated configuration. Nothing in it is checked again at request time.
@@ -180,6 +184,25 @@ pub struct HeaderSettings {
     pub claims: Vec<(HeaderName, ClaimPath)>,
 }
 
+impl HeaderSettings {
+    /// Every identity header name that is configured (the access-token header only when
+    /// it is not `Authorization`, which is handled on its own).
+    pub fn identity_names(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.user,
+            &self.email,
+            &self.subject,
+            &self.roles,
+            &self.scopes,
+            &self.access_token,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|n| **n != http::header::AUTHORIZATION)
+        .chain(self.claims.iter().map(|(n, _)| n))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -190,75 +213,4 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
-}
-
-/// Where the configuration file is: `-c`, else `$PORTCULLIS_CONFIG`, else `./gateway.toml`.
-pub fn resolve_path(flag: Option<&Path>, env: &EnvOverrides) -> PathBuf {
-    if let Some(p) = flag {
-        return p.to_path_buf();
-    }
-    match env.config_path() {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from("gateway.toml"),
-    }
-}
-
-/// Reads, merges and compiles the configuration. Performs no network I/O.
-pub fn load(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigErrors> {
-    if !path.exists() {
-        return Err(ConfigErrors(vec![ConfigError {
-            key: String::new(),
-            message: format!("configuration file {} does not exist", path.display()),
-        }]));
-    }
-    let figment = Figment::new().merge(Toml::file(path)).merge(env.provider());
-    load_figment(figment)
-}
-
-/// Compiles the configuration held by `figment` (used directly by tests).
-pub fn load_figment(figment: Figment) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawConfig = figment.extract().map_err(figment_errors)?;
-    compile::compile(raw)
-}
-
-fn figment_errors(err: figment::Error) -> ConfigErrors {
-    ConfigErrors(
-        err.into_iter()
-            .map(|e| {
-                let mut path: Vec<String> = e.path.clone();
-                let message = match &e.kind {
-                    figment::error::Kind::UnknownField(field, _) => {
-                        if path.last() != Some(field) {
-                            path.push(field.clone());
-                        }
-                        "unknown key".to_owned()
-                    }
-                    kind => kind.to_string(),
-                };
-                let mut key = String::new();
-                for part in path {
-                    if part.bytes().all(|b| b.is_ascii_digit()) && !key.is_empty() {
-                        key.push_str(&format!("[{part}]"));
-                    } else {
-                        if !key.is_empty() {
-                            key.push('.');
-                        }
-                        key.push_str(&part);
-                    }
-                }
-                let source = e
-                    .metadata
-                    .as_ref()
-                    .map(|m| match &m.source {
-                        Some(src) => format!(" (from {src})"),
-                        None => format!(" (from {})", m.name),
-                    })
-                    .unwrap_or_default();
-                ConfigError {
-                    key,
-                    message: format!("{message}{source}"),
-                }
-            })
-            .collect(),
-    )
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::claims::ClaimValue;
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,15 +138,6 @@ pub struct RawRule {
     pub host: Option<String>,
     /// The `[upstreams.NAME]` that receives the requests this rule allows.
     pub upstream: Option<String>,
-}
-
-/// A required claim value in a rule: compared with the token's claim as JSON.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum ClaimValue {
-    Bool(bool),
-    Int(i64),
-    Str(String),
 }
 
 /// Accepts any scalar as a string. Environment overrides are parsed as TOML-like values,

@@ -5,7 +5,6 @@
 //! however many rules there are. Precedence is [`pattern::Specificity`]; two rules that tie
 //! and could match the same request are refused when the configuration is loaded.
 
-mod build;
 pub mod host;
 pub mod pattern;
 mod shadow;
@@ -14,10 +13,9 @@ use std::collections::HashMap;
 
 use http::Method;
 
-use crate::auth::claims::ClaimPath;
-use crate::config::raw::ClaimValue;
+use crate::claims::ClaimPath;
+use crate::claims::ClaimValue;
 use crate::path::NormalizedPath;
-pub use build::build;
 use host::HostPattern;
 use pattern::{PathPattern, Specificity};
 pub use shadow::shadowed;
@@ -191,7 +189,7 @@ impl RuleTable {
             .max_by_key(|r| r.specificity)
     }
 
-    fn from_rules(rules: Vec<Rule>, fold_case: bool) -> RuleTable {
+    pub fn from_rules(rules: Vec<Rule>, fold_case: bool) -> RuleTable {
         let mut table = RuleTable {
             rules: Vec::new(),
             exact: HashMap::new(),
@@ -241,7 +239,7 @@ impl RuleTable {
 
     /// Groups of rules that could compete for the same request at the same depth: the
     /// rules of one exact path, or the patterns of one trie node.
-    fn competing_groups(&self) -> Vec<&[usize]> {
+    pub fn competing_groups(&self) -> Vec<&[usize]> {
         let mut groups: Vec<&[usize]> = self.exact.values().map(Vec::as_slice).collect();
         let mut stack = vec![&self.root];
         while let Some(n) = stack.pop() {

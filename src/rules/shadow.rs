@@ -114,7 +114,7 @@ mod tests {
             })
             .collect();
         let mut d = Diagnostics::default();
-        let t = super::super::build(&raw, false, &[], &mut d);
+        let t = crate::config::rules::build(&raw, false, &[], &mut d);
         assert!(d.errors.is_empty(), "{:?}", d.errors);
         t
     }

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::diagnostics::Diagnostics;
 use crate::config::raw::RawRule;
+use crate::config::rules::build;
 use crate::path::normalize;
 
 fn rule(path: &str, methods: Option<&[&str]>) -> RawRule {

@@ -1,8 +1,18 @@
-//! Claim look-up by dot path, roles, and scopes.
+//! Claims: look-up by dot path, roles, scopes, and the values rules require. At the
+//! bottom of the dependency graph: configuration, rules, authentication and header
+//! rewriting all use these types.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::raw::ClaimValue;
+/// A required claim value in a rule: compared with the token's claim as JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValue {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
 
 /// A dot path into a token's claims, such as `resource_access.gateway.roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]

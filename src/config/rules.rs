@@ -1,13 +1,14 @@
-//! Compiles the `[[rule]]` tables: checks every field, then refuses ties.
+//! Compiles the `[[rule]]` tables into a [`RuleTable`]: checks every field, then refuses
+//! ties.
 
 use http::Method;
 
-use super::host::HostPattern;
-use super::pattern::PathPattern;
-use super::{Access, Login, Rule, RuleTable};
-use crate::auth::claims::ClaimPath;
-use crate::config::diagnostics::Diagnostics;
-use crate::config::raw::RawRule;
+use super::diagnostics::Diagnostics;
+use super::raw::RawRule;
+use crate::claims::ClaimPath;
+use crate::rules::host::HostPattern;
+use crate::rules::pattern::PathPattern;
+use crate::rules::{Access, Login, Rule, RuleTable};
 
 /// Compiles the rules, pushing every problem into `diag`. `upstreams` are the names of
 /// the `[upstreams.NAME]` tables, in the order their index refers to.
