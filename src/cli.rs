@@ -8,11 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use http::Method;
 use serde_json::{Map, Value};
 
-use crate::auth::Identity;
-use crate::authz::{self, Decision};
 use crate::config::{self, Config, EnvOverrides, LogFormat};
-use crate::decision;
-use crate::path;
+use crate::decision::{Refusal, SelectError, Verdict};
+use crate::explain::{Explanation, Source};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -263,51 +261,63 @@ fn explain(
             }
         },
     };
-    let (raw_path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
+    let rt = match current_thread() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
     };
     println!("request:  {method} {target}");
     if let Some(h) = &host {
         println!("host:     {h}");
     }
-    let path = match path::normalize(raw_path, cfg.server.allow_path_params) {
-        Ok(p) => p,
-        Err(e) => {
+    let source = source_for(&rt, &cfg, credential).unwrap_or_else(|msg| {
+        println!("claims:   {msg}");
+        Source::Unreadable
+    });
+    let explained = rt.block_on(crate::explain::explain(
+        &cfg,
+        &method,
+        target,
+        host.as_deref(),
+        source,
+    ));
+    let (path, verdict) = match explained {
+        Explanation::BadPath(e) => {
             println!("path:     refused ({e})");
             println!("decision: deny (bad_path, 400)");
             return ExitCode::from(3);
         }
+        Explanation::Endpoint(path) => {
+            println!("path:     {path}");
+            println!(
+                "rule:     none (reserved for the gateway's endpoints under {})",
+                cfg.server.auth_prefix
+            );
+            println!("decision: handled by the gateway itself");
+            return ExitCode::SUCCESS;
+        }
+        Explanation::Decided { path, verdict } => (path, verdict),
     };
     println!("path:     {path}");
-    if crate::endpoints::route(&cfg.server.auth_prefix, path.as_str()).is_some() {
-        println!(
-            "rule:     none (reserved for the gateway's endpoints under {})",
-            cfg.server.auth_prefix
-        );
-        println!("decision: handled by the gateway itself");
-        return ExitCode::SUCCESS;
-    }
+    print_verdict(&cfg, &verdict)
+}
 
-    // The same two steps as the running gateway (`decision`): the rules first, since on
-    // public rules a refused credential only means no identity.
-    let selection = decision::select(&cfg.rules, &method, host.as_deref(), &path, query, &[]);
-    let all_public = selection.as_ref().is_ok_and(|s| s.all_public());
-    let identity = match identity_for(&cfg, credential) {
-        Ok(id) => id,
-        Err(msg) if all_public => {
-            println!("identity: none ({msg}; a public rule ignores a refused credential)");
-            None
+/// Prints the identity, the rules and the decision; the exit code says allowed or not.
+fn print_verdict(cfg: &Config, verdict: &Verdict<'_>) -> ExitCode {
+    let status = verdict.status().as_u16();
+    let reason = verdict.reason();
+    match (&verdict.identity, &verdict.refused) {
+        (_, Some(e)) if verdict.outcome.is_ok() => {
+            println!("identity: none (refused: {e}; a public rule ignores a refused credential)")
         }
-        Err(msg) => {
-            println!("identity: {msg}");
-            println!("decision: deny (invalid_token, 401)");
-            return ExitCode::from(3);
+        (_, Some(e)) => println!("identity: refused: {e}"),
+        (None, None) if verdict.selection.is_none() => {
+            println!("identity: not checked (no rule was selected)")
         }
-    };
-    match &identity {
-        None => println!("identity: none"),
-        Some(id) => println!(
+        (None, None) => println!("identity: none"),
+        (Some(id), None) => println!(
             "identity: {} (roles: {}; scopes: {})",
             id.user(),
             if id.roles.is_empty() {
@@ -322,94 +332,81 @@ fn explain(
             }
         ),
     }
-
-    let selection = match selection {
-        Ok(s) => s,
-        Err(decision::SelectError::NoRule) => {
-            println!("rule:     none matches {method} (or a method its _method asks for)");
-            println!("decision: deny (no_rule, 403)");
-            return ExitCode::from(3);
+    let Some(selection) = &verdict.selection else {
+        match &verdict.outcome {
+            Err(Refusal::Select(SelectError::Override(e))) => {
+                println!("decision: deny ({reason}, {status}): {e}")
+            }
+            _ => {
+                println!("rule:     none matches (the method, or a method its _method asks for)");
+                println!("decision: deny ({reason}, {status})");
+            }
         }
-        Err(decision::SelectError::Override(e)) => {
-            println!("decision: deny (bad_request, 400): {e}");
-            return ExitCode::from(3);
-        }
+        return ExitCode::from(3);
     };
     for rule in selection.all() {
         println!("rule:     {}", rule.label());
     }
-    if let Err(denied) = decision::judge(&selection, identity.as_ref()) {
-        let status = match denied.reason {
-            authz::DenyReason::Unauthenticated => 401,
-            _ => 403,
-        };
-        println!(
-            "decision: deny ({}, {status}): {}",
-            denied.reason.code(),
-            denied.reason.explain()
-        );
-        return ExitCode::from(3);
+    match &verdict.outcome {
+        Err(Refusal::Rule(denied)) => {
+            println!(
+                "decision: deny ({reason}, {status}): {}",
+                denied.reason.explain()
+            );
+            return ExitCode::from(3);
+        }
+        Err(_) => {
+            println!("decision: deny ({reason}, {status})");
+            return ExitCode::from(3);
+        }
+        Ok(_) => {}
     }
     // The upstream of the request's own method's rule.
     if !cfg.upstreams.is_empty() {
-        let rule = selection.rule;
-        let (name, url) = match rule.upstream.and_then(|i| cfg.upstreams.get(i)) {
+        let (name, url) = match verdict.upstream().and_then(|i| cfg.upstreams.get(i)) {
             Some(u) => (u.name.as_str(), &u.settings.url),
             None => ("[upstream]", &cfg.upstream.url),
         };
         println!("upstream: {name} ({url})");
     }
-    let allowed = Decision::Allow(if identity.is_some() {
-        authz::AllowReason::Authorized
-    } else {
-        authz::AllowReason::Public
-    });
-    println!("decision: allow ({})", allowed.reason());
+    println!("decision: allow ({reason})");
     ExitCode::SUCCESS
 }
 
-fn identity_for(cfg: &Config, source: TokenSource) -> Result<Option<Identity>, String> {
+/// Where the identity comes from; prints how a token's signature is checked.
+fn source_for(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    source: TokenSource,
+) -> Result<Source, String> {
     if let Some(file) = source.claims {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let map: Map<String, Value> = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a JSON object of claims: {e}", file.display()))?;
-        return Ok(Some(Identity::from_claims(map, &cfg.tokens)));
+        return Ok(Source::Claims(map));
     }
     let Some(token) = source.token else {
-        return Ok(None);
+        return Ok(Source::None);
     };
-    let validator = crate::auth::bearer::BearerValidator::new(&cfg.oidc, &cfg.tokens);
-    let claims = if source.offline {
-        let claims = validator
-            .check_offline(&token)
-            .map_err(|e| format!("refused: {e}"))?;
+    if source.offline {
         println!("token:    signature not verified (--offline); iss, aud, exp and nbf checked");
-        claims
-    } else {
-        let rt = current_thread().map_err(|e| format!("cannot verify: {e}"))?;
-        match live_keys(&rt, &cfg.oidc.issuer) {
-            Ok(jwks) => {
-                let claims = rt
-                    .block_on(validator.validate(&token, &jwks))
-                    .map_err(|e| format!("refused: {e}"))?;
-                let from = jwks
-                    .metadata()
-                    .map(|m| m.jwks_uri.clone())
-                    .unwrap_or_default();
-                println!("token:    signature verified with the provider's keys ({from}); iss, aud, exp and nbf checked");
-                claims
-            }
-            Err(why) => {
-                let claims = validator
-                    .check_offline(&token)
-                    .map_err(|e| format!("refused: {e}"))?;
-                println!("token:    signature not verified (the provider's keys cannot be fetched: {why}); iss, aud, exp and nbf checked");
-                claims
-            }
+        return Ok(Source::Unverified(token));
+    }
+    match live_keys(rt, &cfg.oidc.issuer) {
+        Ok(keys) => {
+            let from = keys
+                .metadata()
+                .map(|m| m.jwks_uri.clone())
+                .unwrap_or_default();
+            println!("token:    signature verified with the provider's keys ({from}); iss, aud, exp and nbf checked");
+            Ok(Source::Token { token, keys })
         }
-    };
-    Ok(Some(Identity::from_claims(claims, &cfg.tokens)))
+        Err(why) => {
+            println!("token:    signature not verified (the provider's keys cannot be fetched: {why}); iss, aud, exp and nbf checked");
+            Ok(Source::Unverified(token))
+        }
+    }
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {

@@ -1,24 +1,137 @@
-//! The decision shared by `serve`, forward-auth and `explain`: which rules judge a
-//! request, and what each says of its identity.
+//! The one decision shared by `serve`, forward-auth and `explain`: [`decide`] takes what
+//! is asked (method, normalized path, query, host, headers) and gives a [`Verdict`].
 //!
-//! Two pure steps, with authentication between them in the caller:
+//! Three steps, always in this order:
 //!
 //! 1. [`select`]: the rule for the request's own method, plus the rule of every method a
-//!    `_method` override asks for ([`crate::method_override`]); whether they are all public
-//!    (then an invalid credential only means no identity).
-//! 2. [`judge`]: every selected rule's [`authz::decide`] for the identity; the first denial
+//!    `_method` override asks for ([`crate::method_override`]); whether they are all public.
+//! 2. authenticate ([`Authenticate`]): the identity, or a typed failure. On rules that are
+//!    all public a failure only means no identity.
+//! 3. [`judge`]: every selected rule's [`authz::decide`] for the identity; the first denial
 //!    wins.
 //!
-//! The callers differ only in where the identity comes from (a live credential, or
-//! `explain --token` / `--claims`), never in these steps.
+//! The callers differ only in where the identity comes from (the request's own
+//! credential, or `explain --claims` / `--offline`), never in these steps. The status a
+//! verdict gives is read from the one table in [`crate::response`].
 
+use std::sync::Arc;
+
+use http::header::HeaderMap;
 use http::Method;
 
-use crate::auth::Identity;
-use crate::authz::{self, Decision, DenyReason};
+use crate::auth::{AuthError, Authenticate, Identity};
+use crate::authz::{self, AllowReason, Decision, DenyReason};
 use crate::method_override::{self, OverrideError};
 use crate::path::NormalizedPath;
 use crate::rules::{Access, Login, Rule, RuleTable};
+
+/// What is asked about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub path: &'a NormalizedPath,
+    pub query: Option<&'a str>,
+    /// Lower case, no port; `None` when no rule has a `host` (then it is never read).
+    pub host: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The methods a `_method` in the body asks for (read by the pipeline before).
+    pub body_methods: &'a [Method],
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No rule, or an unreadable `_method`.
+    Select(SelectError),
+    /// A credential was presented and refused, on a rule that needs one.
+    Credential(AuthError),
+    /// A selected rule denies the identity (or the lack of one).
+    Rule(Denied),
+}
+
+/// Everything the gateway concludes about one request before it is forwarded.
+#[derive(Debug, Clone)]
+pub struct Verdict<'r> {
+    /// The rules that judged it; `None` when none could be selected.
+    pub selection: Option<Selection<'r>>,
+    /// The identity to forward (also on public rules, when the credential is valid).
+    pub identity: Option<Arc<Identity>>,
+    /// A credential that was refused, kept even where a public rule ignores it.
+    pub refused: Option<AuthError>,
+    pub outcome: Result<AllowReason, Refusal>,
+}
+
+impl Verdict<'_> {
+    /// The rule the log names: the one that denied, else the request's own.
+    pub fn rule(&self) -> Option<usize> {
+        match &self.outcome {
+            Err(Refusal::Rule(d)) => Some(d.rule),
+            _ => self.selection.as_ref().map(|s| s.rule.index),
+        }
+    }
+
+    /// The upstream of the request's own rule (`None` = `[upstream]`).
+    pub fn upstream(&self) -> Option<usize> {
+        self.selection.as_ref().and_then(|s| s.rule.upstream)
+    }
+
+    /// Denied only for want of a credential, on rules that let a browser log in.
+    pub fn may_log_in(&self) -> bool {
+        matches!(&self.outcome, Err(Refusal::Rule(d)) if d.reason == DenyReason::Unauthenticated)
+            && self.selection.as_ref().is_some_and(Selection::may_login)
+    }
+}
+
+/// The decision for one request. `auth` is asked for the identity only once a rule is
+/// selected.
+pub async fn decide<'r, A: Authenticate>(
+    rules: &'r RuleTable,
+    asked: &Asked<'_>,
+    auth: &mut A,
+) -> Verdict<'r> {
+    let selection = match select(
+        rules,
+        asked.method,
+        asked.host,
+        asked.path,
+        asked.query,
+        asked.body_methods,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            return Verdict {
+                selection: None,
+                identity: None,
+                refused: None,
+                outcome: Err(Refusal::Select(e)),
+            }
+        }
+    };
+    let all_public = selection.all_public();
+    let (identity, refused) = match auth.authenticate(asked.headers).await {
+        Ok(id) => (id, None),
+        Err(e) if all_public => (None, Some(e)),
+        Err(e) => {
+            return Verdict {
+                selection: Some(selection),
+                identity: None,
+                refused: Some(e.clone()),
+                outcome: Err(Refusal::Credential(e)),
+            }
+        }
+    };
+    let outcome = match judge(&selection, identity.as_deref()) {
+        Err(denied) => Err(Refusal::Rule(denied)),
+        Ok(()) if all_public => Ok(AllowReason::Public),
+        Ok(()) => Ok(AllowReason::Authorized),
+    };
+    Verdict {
+        selection: Some(selection),
+        identity,
+        refused,
+        outcome,
+    }
+}
 
 /// Why no rule could be selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,18 +4,18 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
+use crate::auth::authenticate::{RequestAuth, Sessions};
 use crate::auth::bearer::BearerValidator;
 use crate::auth::jwks::JwksCache;
 use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
-use crate::auth::session::{Revocations, SessionCodec, SessionData};
+use crate::auth::refresh::{Provider, Refresher};
+use crate::auth::session::{Revocations, SessionCodec};
 use crate::auth::token_cache::{SessionCache, TokenCache};
 use crate::config::Config;
+use crate::context::ConnInfo;
 use crate::forward::headers::HeaderPlan;
+use crate::forward::proxy::Route;
 use crate::forward::upstream::Upstream;
 use crate::metrics::Metrics;
 
@@ -36,6 +36,8 @@ pub struct Runtime {
     pub token_cache: TokenCache,
     /// Decrypted session cookies of this configuration.
     pub session_cache: SessionCache,
+    /// `server.public_url`'s origin (`https://app.example.com`).
+    pub public_origin: String,
 }
 
 impl Runtime {
@@ -64,6 +66,7 @@ impl Runtime {
             oidc: Oidc::new(&config),
             token_cache: TokenCache::new(config.tokens.cache_size, config.tokens.leeway.as_secs()),
             session_cache: SessionCache::new(config.tokens.cache_size),
+            public_origin: config.server.public_url.origin().ascii_serialization(),
             config,
         })
     }
@@ -73,6 +76,18 @@ impl Runtime {
         rule_upstream
             .and_then(|i| self.upstreams.get(i))
             .unwrap_or(&self.upstream)
+    }
+
+    /// How a request of this connection is forwarded to a rule's upstream.
+    pub fn route(&self, rule_upstream: Option<usize>, conn: &ConnInfo) -> Route<'_> {
+        Route {
+            plan: &self.headers,
+            upstream: self.upstream_for(rule_upstream),
+            trusted_proxies: &self.config.server.trusted_proxies,
+            public_origin: &self.public_origin,
+            peer: conn.peer.ip(),
+            tls: conn.tls,
+        }
     }
 }
 
@@ -87,13 +102,10 @@ pub struct Gateway {
     pub provider: ProviderClient,
     /// Logged-out session ids and used login states; survives reloads.
     pub revocations: Arc<Revocations>,
-    /// Refreshes in progress, keyed by session id and access-token expiry, so concurrent
-    /// requests of one session share one refresh (and its result) instead of racing.
-    pub refreshing: Mutex<HashMap<String, (Instant, RefreshCell)>>,
+    /// Session refreshes in progress, so concurrent requests of one session share one
+    /// refresh (and its result) instead of racing; survives reloads.
+    pub refresher: Refresher,
 }
-
-/// The shared result of one refresh.
-pub type RefreshCell = Arc<tokio::sync::OnceCell<Option<SessionData>>>;
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
@@ -112,7 +124,7 @@ impl Gateway {
             metrics,
             provider,
             revocations,
-            refreshing: Mutex::new(HashMap::new()),
+            refresher: Refresher::default(),
         }))
     }
 
@@ -127,11 +139,34 @@ impl Gateway {
     /// Sets the gauges that are read from state rather than counted, before a scrape.
     pub fn observe_gauges(&self) {
         let rt = self.runtime();
-        let refreshing = self.refreshing.lock().map_or(0, |m| {
-            m.values().filter(|(_, cell)| !cell.initialized()).count()
-        });
-        self.metrics
-            .set_gauges(rt.session_cache.len(), rt.token_cache.len(), refreshing);
+        self.metrics.set_gauges(
+            rt.session_cache.len(),
+            rt.token_cache.len(),
+            self.refresher.in_flight(),
+        );
+    }
+
+    /// Authentication of a request's own credential, with this runtime's settings.
+    pub fn authenticator<'a>(&'a self, rt: &'a Runtime) -> RequestAuth<'a> {
+        RequestAuth {
+            bearer: &rt.bearer,
+            jwks: &self.jwks,
+            tokens: &rt.config.tokens,
+            token_cache: &rt.token_cache,
+            metrics: &self.metrics,
+            sessions: rt.session.as_ref().map(|codec| Sessions {
+                codec,
+                cache: &rt.session_cache,
+                refresher: &self.refresher,
+                provider: Provider {
+                    oidc: &rt.oidc,
+                    client: &self.provider,
+                    jwks: &self.jwks,
+                    metrics: &self.metrics,
+                },
+            }),
+            set_cookies: Vec::new(),
+        }
     }
 
     /// Ready once the provider's keys have been fetched.

@@ -33,14 +33,17 @@
 //!        -> forward (stream) -> log + metrics
 //! ```
 
+pub mod admission;
 pub mod auth;
 pub mod authority;
 pub mod authz;
 pub mod claims;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod decision;
 pub mod endpoints;
+pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod header_names;

@@ -15,8 +15,11 @@
 
 use http::header::{HeaderMap, CONTENT_TYPE};
 use http::Method;
+use http_body_util::{Either, Full};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+
+use crate::forward::upstream::UpstreamBody;
 
 /// The largest body read to look for `_method` (only `POST` form and JSON bodies on paths
 /// where the method changes the rule). A larger one is refused with 413.
@@ -54,6 +57,26 @@ where
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(OverrideError::TooLarge),
         Err(_) => Err(OverrideError::Unreadable),
     }
+}
+
+/// The body phase: on a path where the method changes the rule (`sensitive`), a `POST`
+/// form, multipart or JSON body is read (up to [`MAX_INSPECTED_BODY`]) and every method
+/// its `_method` asks for is returned, to be judged too; the bytes read are what is
+/// forwarded. Everywhere else the body streams untouched.
+pub async fn inspect(
+    req: http::Request<hyper::body::Incoming>,
+    sensitive: bool,
+) -> Result<(http::Request<UpstreamBody>, Vec<Method>), OverrideError> {
+    let Some(kind) = body_kind(req.method(), req.headers()).filter(|_| sensitive) else {
+        return Ok((req.map(Either::Left), Vec::new()));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body).await?;
+    let methods = from_body(&kind, &bytes)?;
+    Ok((
+        http::Request::from_parts(parts, Either::Right(Full::new(bytes))),
+        methods,
+    ))
 }
 
 /// Does this (decoded) parameter name read as `_method` in some framework?

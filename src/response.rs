@@ -1,6 +1,12 @@
 //! The one place where a refusal becomes an HTTP response: status, `WWW-Authenticate`,
 //! and a JSON body (or a small HTML page for browsers). Descriptions sent to clients are
 //! fixed strings; causes go to the log.
+//!
+//! Every domain error converts into [`Denial`] by `From` (path, authority, `_method`,
+//! authentication, rule denials, upstream failures), and the same value gives the
+//! status, the metrics and log reason ([`Denial::reason`]) and whose fault it was
+//! ([`Denial::fault`]). Redirects are not refusals: the endpoints answer them with
+//! [`redirect`].
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -9,6 +15,12 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::bearer::TokenError;
+use crate::auth::AuthError;
+use crate::authority::AuthorityError;
+use crate::authz::{AllowReason, DenyReason};
+use crate::decision::{Refusal, SelectError, Verdict};
+use crate::forward::proxy::ForwardError;
+use crate::forward::upstream::UpstreamError;
 use crate::header_names::X_PORTCULLIS_LOGIN;
 use crate::path::PathRejection;
 
@@ -24,13 +36,25 @@ pub fn empty() -> Body {
     Either::Right(Full::new(Bytes::new()))
 }
 
-/// Whose fault a failure was, for logs and metrics.
+/// Whose fault a failure was, for the access log and the `upstream_errors` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// The request itself, or its credential: the client can fix it.
     Client,
+    /// The upstream service did not answer as it should.
     Upstream,
+    /// The identity provider is not reachable (yet).
     Provider,
-    Internal,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Upstream => "upstream",
+            Fault::Provider => "provider",
+        }
+    }
 }
 
 /// Why the gateway answers instead of the upstream.
@@ -75,8 +99,6 @@ pub enum Denial {
     /// A body the gateway must read to judge the request (a `POST` form or JSON body that
     /// may carry `_method`) is larger than it reads.
     PayloadTooLarge,
-    /// A redirect made by the gateway (login, logout); not an error.
-    Redirect(String),
     /// The login could not be completed (bad state, provider error); no session.
     LoginFailed(&'static str),
 }
@@ -93,11 +115,95 @@ impl From<crate::method_override::OverrideError> for Denial {
     }
 }
 
-impl From<crate::decision::SelectError> for Denial {
-    fn from(e: crate::decision::SelectError) -> Denial {
+impl From<SelectError> for Denial {
+    fn from(e: SelectError) -> Denial {
         match e {
-            crate::decision::SelectError::NoRule => Denial::NoRule,
-            crate::decision::SelectError::Override(e) => e.into(),
+            SelectError::NoRule => Denial::NoRule,
+            SelectError::Override(e) => e.into(),
+        }
+    }
+}
+
+impl From<PathRejection> for Denial {
+    fn from(e: PathRejection) -> Denial {
+        Denial::BadPath(e)
+    }
+}
+
+impl From<AuthorityError> for Denial {
+    fn from(e: AuthorityError) -> Denial {
+        Denial::BadRequest(e.describe())
+    }
+}
+
+impl From<AuthError> for Denial {
+    fn from(e: AuthError) -> Denial {
+        match e {
+            AuthError::Ambiguous => Denial::AmbiguousCredentials,
+            AuthError::InvalidToken(e) => Denial::InvalidToken(e),
+            AuthError::KeysUnavailable => Denial::ProviderUnavailable,
+        }
+    }
+}
+
+impl From<DenyReason> for Denial {
+    fn from(reason: DenyReason) -> Denial {
+        match reason {
+            DenyReason::Unauthenticated => Denial::Unauthenticated,
+            DenyReason::InsufficientScope { required } => Denial::InsufficientScope { required },
+            other => Denial::Forbidden(other.code()),
+        }
+    }
+}
+
+impl From<Refusal> for Denial {
+    fn from(r: Refusal) -> Denial {
+        match r {
+            Refusal::Select(e) => e.into(),
+            Refusal::Credential(e) => e.into(),
+            Refusal::Rule(denied) => denied.reason.into(),
+        }
+    }
+}
+
+impl From<UpstreamError> for Denial {
+    fn from(e: UpstreamError) -> Denial {
+        match e {
+            UpstreamError::Connect => Denial::UpstreamConnect,
+            UpstreamError::Timeout => Denial::UpstreamTimeout,
+            UpstreamError::Io => Denial::UpstreamBroken,
+        }
+    }
+}
+
+impl From<ForwardError> for Denial {
+    fn from(e: ForwardError) -> Denial {
+        match e {
+            ForwardError::WebSocketOrigin => Denial::Forbidden("websocket_origin"),
+            ForwardError::Target => Denial::BadRequest("the request target cannot be forwarded"),
+            ForwardError::UnaskedSwitch => Denial::UpstreamBroken,
+            ForwardError::Upstream(e) => e.into(),
+        }
+    }
+}
+
+/// A verdict's status and reason, read from the same table as every response.
+impl Verdict<'_> {
+    /// The status a client without a browser gets (a browser that may log in gets a 302
+    /// to the provider instead of the 401).
+    pub fn status(&self) -> StatusCode {
+        match &self.outcome {
+            Ok(_) => StatusCode::OK,
+            Err(r) => Denial::from(r.clone()).status(),
+        }
+    }
+
+    /// The reason in the access log and metrics: `public`, `authorized`, or the denial's.
+    pub fn reason(&self) -> &'static str {
+        match &self.outcome {
+            Ok(AllowReason::Public) => "public",
+            Ok(AllowReason::Authorized) => "authorized",
+            Err(r) => Denial::from(r.clone()).reason(),
         }
     }
 }
@@ -122,8 +228,17 @@ impl Denial {
             Denial::NotFound => "not_found",
             Denial::MethodNotAllowed => "method_not_allowed",
             Denial::PayloadTooLarge => "payload_too_large",
-            Denial::Redirect(_) => "redirect",
             Denial::LoginFailed(_) => "login_failed",
+        }
+    }
+
+    /// The `kind` label of `upstream_errors_total`, for the upstream's failures.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Denial::UpstreamConnect => Some("connect"),
+            Denial::UpstreamTimeout => Some("timeout"),
+            Denial::UpstreamBroken => Some("io"),
+            _ => None,
         }
     }
 
@@ -247,7 +362,6 @@ impl Denial {
                 "method not allowed here".into(),
                 None,
             ),
-            Denial::Redirect(_) => (StatusCode::FOUND, "redirect", String::new(), None),
             Denial::LoginFailed(why) => (
                 StatusCode::BAD_REQUEST,
                 "login_failed",
@@ -269,9 +383,6 @@ impl Denial {
         signed_in: Option<&str>,
         auth_prefix: &str,
     ) -> Response<Body> {
-        if let Denial::Redirect(location) = self {
-            return redirect(location);
-        }
         let (status, code, desc, www) = self.parts();
         let (content_type, body) = if browser {
             let extra = match (self, status, signed_in) {

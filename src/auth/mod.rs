@@ -4,11 +4,13 @@
 //! session cookie. Authenticators distinguish "not mine" (no such credential: try the next)
 //! from "mine but bad" (an invalid bearer token is a 401 and never falls back to a cookie).
 
+pub mod authenticate;
 pub mod bearer;
 pub mod jose;
 pub mod jwks;
 pub mod oidc;
 pub mod provider;
+pub mod refresh;
 pub mod session;
 pub mod token_cache;
 
@@ -17,6 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::claims;
 use crate::config::TokenSettings;
+
+pub use authenticate::{AuthError, Authenticate, Given, RequestAuth};
 
 /// The credential a request presents.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,10 +8,11 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::redirect::query_param;
+use crate::auth::refresh::access_token_expiry;
 use crate::auth::session::{random_token, SessionData, LOGIN_TTL};
+use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
-use crate::pipeline::{access_token_expiry, RequestContext};
-use crate::response::{Body, Denial};
+use crate::response::{redirect, Body, Denial};
 
 pub async fn handle(
     gw: &Gateway,
@@ -92,5 +93,5 @@ pub async fn handle(
     ctx.set_cookies.extend(codec.seal(&data, previous));
     gw.metrics.session_started();
     ctx.reason = "login_complete";
-    Err(Denial::Redirect(login.rd))
+    Ok(redirect(&login.rd))
 }

@@ -20,7 +20,10 @@ use hyper::body::Incoming;
 use url::Url;
 
 use super::redirect::{query_param, validate};
+use crate::admission::{self, Admitted};
 use crate::config::ServerSettings;
+use crate::context::{LoginStart, RequestContext};
+use crate::decision::Asked;
 use crate::forward::forwarded;
 use crate::forward::headers::{
     X_FORWARDED_HOST, X_FORWARDED_METHOD, X_FORWARDED_PROTO, X_FORWARDED_URI, X_ORIGINAL_METHOD,
@@ -28,7 +31,6 @@ use crate::forward::headers::{
 };
 use crate::gateway::{Gateway, Runtime};
 use crate::path::{self, NormalizedPath};
-use crate::pipeline::{self, LoginStart, RequestContext};
 use crate::response::{empty, Body, Denial};
 
 /// The endpoint's query parameter that chooses how a browser without a credential is told
@@ -87,19 +89,19 @@ pub async fn handle(
     } else {
         LoginStart::Offer(login_url(&rt.config.server, &rd))
     };
-    let identity = pipeline::authorize(
-        gw,
-        rt,
-        ctx,
-        pipeline::Judged {
-            method: &method,
-            path: &target,
-            query,
-            headers,
-            body_methods: &[],
-        },
-    )
-    .await?;
+    let host = ctx.host.clone();
+    let asked = Asked {
+        method: &method,
+        path: &target,
+        query,
+        host: host.as_deref(),
+        headers,
+        body_methods: &[],
+    };
+    let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
+        Admitted::Forward(identity) => identity,
+        Admitted::LogIn(rd) => return super::login::start(gw, rt, ctx, rd),
+    };
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {
         rt.headers.set_identity(resp.headers_mut(), id);

@@ -11,10 +11,10 @@ use url::Url;
 
 use super::redirect::{query_param, validate};
 use crate::auth::session::SessionLookup;
+use crate::context::RequestContext;
 use crate::forward::headers::SEC_FETCH_SITE;
 use crate::gateway::{Gateway, Runtime};
-use crate::pipeline::RequestContext;
-use crate::response::{escape_html, full, html_page, Body, Denial};
+use crate::response::{escape_html, full, html_page, redirect, Body, Denial};
 
 fn cross_site(headers: &HeaderMap, public: &Url) -> bool {
     let get = |h: &http::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
@@ -98,8 +98,8 @@ pub async fn handle(
                 q.append_pair("client_id", rt.oidc.client_id());
                 q.append_pair("post_logout_redirect_uri", &back);
             }
-            Err(Denial::Redirect(url.to_string()))
+            Ok(redirect(url.as_str()))
         }
-        None => Err(Denial::Redirect(rd)),
+        None => Ok(redirect(&rd)),
     }
 }

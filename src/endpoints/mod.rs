@@ -3,7 +3,7 @@
 
 mod callback;
 mod forward_auth;
-mod login;
+pub mod login;
 mod logout;
 pub mod redirect;
 mod userinfo;
@@ -11,8 +11,8 @@ mod userinfo;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
-use crate::pipeline::RequestContext;
 use crate::response::{Body, Denial};
 
 /// One of the reserved endpoints.

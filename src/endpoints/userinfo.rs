@@ -4,8 +4,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::auth::Authenticate;
+use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
-use crate::pipeline::{self, RequestContext};
 use crate::response::{full, Body, Denial};
 
 pub async fn handle(
@@ -17,9 +18,10 @@ pub async fn handle(
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Denial::MethodNotAllowed);
     }
-    let id = pipeline::authenticate(gw, rt, ctx, req.headers())
-        .await?
-        .ok_or(Denial::Unauthenticated)?;
+    let mut auth = gw.authenticator(rt);
+    let id = auth.authenticate(req.headers()).await;
+    ctx.set_cookies.append(&mut auth.set_cookies);
+    let id = id?.ok_or(Denial::Unauthenticated)?;
     ctx.subject = Some(id.subject.clone());
     ctx.reason = "userinfo";
     let body = serde_json::json!({

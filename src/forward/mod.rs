@@ -1,6 +1,8 @@
-//! Everything about the request the upstream receives: headers, `X-Forwarded-*`, and the
-//! pooled connection that carries it.
+//! Everything about the request the upstream receives: headers, `X-Forwarded-*`, the
+//! pooled connection that carries it, and the WebSocket tunnel.
 
 pub mod forwarded;
 pub mod headers;
+pub mod proxy;
 pub mod upstream;
+pub mod websocket;

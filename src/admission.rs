@@ -1,0 +1,67 @@
+//! The decision for a live request: [`decision::decide`] with the request's own
+//! credential, recorded in the request's context, and its outcome for the caller (the
+//! main listener and forward-auth alike).
+
+use std::sync::Arc;
+
+use crate::auth::Identity;
+use crate::context::{LoginStart, RequestContext};
+use crate::decision::{self, Asked, Verdict};
+use crate::gateway::{Gateway, Runtime};
+use crate::response::Denial;
+
+/// What the caller does with an admitted request.
+#[derive(Debug)]
+pub enum Admitted {
+    /// Allowed: forward it, with this identity (if any) in the identity headers.
+    Forward(Option<Arc<Identity>>),
+    /// A browser without a credential on rules that let it log in: start a login that
+    /// returns to this (validated) `rd`.
+    LogIn(String),
+}
+
+/// Decides the request and records the verdict in `ctx` (rule, upstream, subject, the
+/// cookies of a refreshed or ended session).
+pub async fn authorize(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &mut RequestContext,
+    asked: &Asked<'_>,
+) -> Result<Admitted, Denial> {
+    let mut auth = gw.authenticator(rt);
+    let verdict = decision::decide(&rt.config.rules, asked, &mut auth).await;
+    ctx.set_cookies.append(&mut auth.set_cookies);
+    record(ctx, &verdict);
+    let Verdict {
+        identity, outcome, ..
+    } = &verdict;
+    let Err(refusal) = outcome else {
+        ctx.reason = verdict.reason();
+        return Ok(Admitted::Forward(identity.clone()));
+    };
+    if verdict.may_log_in() && ctx.browser && rt.session.is_some() {
+        return match std::mem::take(&mut ctx.login) {
+            LoginStart::Redirect => Ok(Admitted::LogIn(match asked.query {
+                Some(q) => format!("{}?{q}", asked.path.as_str()),
+                None => asked.path.as_str().to_owned(),
+            })),
+            LoginStart::RedirectTo(rd) => Ok(Admitted::LogIn(rd)),
+            LoginStart::Offer(login) => Err(Denial::LoginRequired { login }),
+        };
+    }
+    if let (Some(id), decision::Refusal::Rule(denied)) = (identity, refusal) {
+        tracing::debug!(subject = %id.subject, rule = denied.rule, reason = %denied.reason.explain(), "denied");
+    }
+    Err(refusal.clone().into())
+}
+
+fn record(ctx: &mut RequestContext, verdict: &Verdict<'_>) {
+    ctx.rule = verdict.rule();
+    ctx.upstream = verdict.upstream();
+    if let Some(id) = &verdict.identity {
+        ctx.subject = Some(id.subject.clone());
+        if !id.from_bearer {
+            ctx.signed_in = Some(id.user().to_owned());
+        }
+    }
+}
