@@ -35,6 +35,8 @@ pub enum Source {
     Unverified(String),
     /// These claims, as if a valid token had carried them (`--claims`).
     Claims(Map<String, Value>),
+    /// An identity made elsewhere, such as a session's (for callers of this library).
+    Identity(Arc<Identity>),
     /// A credential that cannot be read at all (an unreadable `--claims` file): judged as
     /// the main listener judges a malformed token.
     Unreadable,
@@ -101,6 +103,10 @@ pub async fn explain<'c>(
             };
             let asked = asked(method, &path, query, host, &headers);
             decision::decide(&cfg.rules, &asked, &mut auth).await
+        }
+        Source::Identity(id) => {
+            let asked = asked(method, &path, query, host, &headers);
+            decision::decide(&cfg.rules, &asked, &mut Given(Ok(Some(id)))).await
         }
         Source::Unreadable => {
             let mut given = Given(Err(AuthError::InvalidToken(TokenError::Malformed)));
