@@ -7,30 +7,39 @@
 //!
 //! # Layout
 //!
-//! The modules follow a request through the gateway:
+//! The modules follow a request through the gateway; imports only point down this list.
 //!
-//! - [`server`]: listeners, TLS, connection limits, graceful shutdown; [`server::admin`]
-//!   serves `/healthz`, `/readyz` and `/metrics`.
-//! - [`pipeline`]: the phases in order (the only place they are sequenced).
-//! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
-//! - [`path`]: normalization; its output is both matched and forwarded.
-//! - [`method_override`]: `_method` read as Rails, Laravel, Symfony and PHP read it.
-//! - [`rules`]: the compiled rule table and its precedence.
-//! - [`auth`]: credentials, bearer tokens (read strictly by [`auth::jose`]), the
-//!   provider's keys, claims.
-//! - [`authz`]: the pure decision function for one rule.
-//! - [`decision`]: the rules that judge a request (with its method overrides) and their
-//!   verdict; shared by `serve`, forward-auth and `explain`.
-//! - [`endpoints`]: the gateway's own endpoints under `auth_prefix`.
-//! - [`forward`]: header rewriting, `X-Forwarded-*`, the upstream client.
-//! - [`response`]: the one mapping from refusals to HTTP responses.
-//! - [`config`]: raw configuration, compiled configuration, diagnostics.
 //! - [`cli`]: `serve`, `check`, `explain`.
+//! - [`explain`]: what the running gateway would decide, by its own decision function.
+//! - [`server`]: listeners, TLS, connection limits, graceful shutdown, reload;
+//!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
+//! - [`pipeline`]: the phases in order (the only place they are sequenced), one call each.
+//! - [`endpoints`]: the gateway's own endpoints under `auth_prefix` (login, callback,
+//!   logout, userinfo, forward-auth).
+//! - [`admission`]: a live request's verdict, recorded in its context; a browser that may
+//!   log in becomes a login.
+//! - [`gateway`]: the long-lived state (runtime per configuration, keys, metrics).
+//! - [`response`]: the one mapping from domain errors (by `From`) to HTTP responses.
+//! - [`decision`]: [`decision::decide`], the decision shared by `serve`, forward-auth and
+//!   `explain`: rules, then authentication, then authorization, as a [`decision::Verdict`].
+//! - [`method_override`]: `_method` read as Rails, Laravel, Symfony and PHP read it.
+//! - [`forward`]: header rewriting, `X-Forwarded-*`, the upstream client, the WebSocket
+//!   tunnel.
+//! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
+//! - [`authz`]: the pure decision of one rule for one identity.
+//! - [`auth`]: authentication (bearer tokens read strictly by [`auth::jose`], session
+//!   cookies with single-flight refresh), the provider's keys.
+//! - [`context`]: what one request carries through the phases.
+//! - [`config`]: compiled configuration types; loading, raw tree, compilation, diagnostics.
+//! - [`rules`]: the compiled rule table and its precedence.
+//! - [`path`]: normalization; its output is both matched and forwarded.
+//! - [`claims`], [`header_names`], [`metrics`]: the bottom of the graph.
 //!
 //! ```text
-//! accept -> authority -> normalize path -> auth_prefix? -> (POST body _method?)
-//!        -> match rule(s) -> authenticate -> authorize -> rewrite headers
-//!        -> forward (stream) -> log + metrics
+//! accept -> context -> normalize path -> authority -> auth_prefix? endpoints
+//!        -> (POST body _method?) -> decide: rule(s) -> authenticate -> authorize
+//!        -> login (302) | forward: rewrite headers -> upstream (stream, tunnel)
+//!        -> response (refusals by From) -> log + metrics
 //! ```
 
 pub mod admission;
