@@ -13,6 +13,10 @@
 
 use std::fmt;
 
+use percent_encoding::{
+    percent_decode_str, percent_encode, utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC,
+};
+
 /// Why a path was refused with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathRejection {
@@ -67,28 +71,7 @@ impl fmt::Display for NormalizedPath {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
-fn push_escaped(out: &mut String, b: u8) {
-    out.push('%');
-    out.push(HEX_UPPER[usize::from(b >> 4)] as char);
-    out.push(HEX_UPPER[usize::from(b & 0x0f)] as char);
-}
-
-/// Checks one byte (after decoding) that is not an unreserved character.
+/// Checks one byte (after decoding); unreserved characters always pass.
 fn refuse(b: u8, allow_params: bool, encoded: bool) -> Result<(), PathRejection> {
     match b {
         b'/' if encoded => Err(PathRejection::EncodedSlash),
@@ -99,43 +82,47 @@ fn refuse(b: u8, allow_params: bool, encoded: bool) -> Result<(), PathRejection>
     }
 }
 
+/// Every byte but the unreserved characters (`A-Z a-z 0-9 - . _ ~`): what stays an escape.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Checks and copies characters that were not percent-encoded: ASCII as it is, anything
+/// else percent-encoded.
+fn push_literal(out: &mut String, lit: &str, allow_params: bool) -> Result<(), PathRejection> {
+    lit.bytes()
+        .try_for_each(|b| refuse(b, allow_params, false))?;
+    // Control characters were refused above, so this encodes exactly the non-ASCII bytes.
+    out.extend(utf8_percent_encode(lit, CONTROLS));
+    Ok(())
+}
+
 /// Normalizes a request path (without its query). See the module docs.
 pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRejection> {
-    let bytes = raw.as_bytes();
-    if bytes.first() != Some(&b'/') {
+    if !raw.starts_with('/') {
         return Err(PathRejection::NotAbsolute);
     }
 
-    // Pass 1: decode and refuse, byte by byte.
+    // Pass 1: decode and refuse. The escapes are found and checked here: `percent_decode`
+    // passes a `%` without two hex digits through unchanged instead of reporting it, and its
+    // output no longer tells an encoded `/` or `%` from a literal one.
     let mut decoded = String::with_capacity(raw.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex_value),
-                bytes.get(i + 2).copied().and_then(hex_value),
-            ) else {
-                return Err(PathRejection::InvalidPercentEncoding);
-            };
-            let v = (hi << 4) | lo;
-            if is_unreserved(v) {
-                decoded.push(v as char);
-            } else {
-                refuse(v, allow_params, true)?;
-                push_escaped(&mut decoded, v);
-            }
-            i += 3;
-            continue;
+    let mut start = 0;
+    for (i, _) in raw.match_indices('%') {
+        push_literal(&mut decoded, &raw[start..i], allow_params)?;
+        let escape = raw
+            .get(i..i + 3)
+            .filter(|e| e.bytes().skip(1).all(|b| b.is_ascii_hexdigit()))
+            .ok_or(PathRejection::InvalidPercentEncoding)?;
+        for b in percent_decode_str(escape) {
+            refuse(b, allow_params, true)?;
+            decoded.extend(percent_encode(&[b], NOT_UNRESERVED));
         }
-        refuse(b, allow_params, false)?;
-        if b.is_ascii() {
-            decoded.push(b as char);
-        } else {
-            push_escaped(&mut decoded, b);
-        }
-        i += 1;
+        start = i + 3;
     }
+    push_literal(&mut decoded, &raw[start..], allow_params)?;
 
     // Pass 2: resolve dot segments and empty segments.
     let mut out: Vec<&str> = Vec::new();

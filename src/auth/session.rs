@@ -16,13 +16,14 @@
 //! tabs do not disturb each other.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite as CookieSameSite};
 use http::header::{self, HeaderMap};
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
 
 use crate::config::{SameSite, SessionSettings};
 
@@ -33,7 +34,7 @@ const CHUNK: usize = 3800;
 const MAX_CHUNKS: usize = 12;
 /// How long a login attempt may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Most revoked session ids kept (oldest expiry dropped first beyond it).
+/// Most revoked session ids kept (the cache evicts beyond it).
 const MAX_REVOKED: usize = 100_000;
 
 /// What a session cookie holds.
@@ -79,39 +80,49 @@ pub enum SessionLookup {
 }
 
 /// Session ids that must not be accepted again (logged out), each until the session
-/// would have expired anyway. Outlives configuration reloads.
-#[derive(Default)]
+/// would have expired anyway: an entry holds its expiry and counts as absent after it.
+/// Outlives configuration reloads.
 pub struct Revocations {
-    ids: Mutex<HashMap<String, u64>>,
+    ids: Cache<String, u64>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Revocations {
+            ids: Cache::new(MAX_REVOKED),
+        }
+    }
 }
 
 impl Revocations {
     pub fn revoke(&self, sid: &str, exp: u64) {
-        let Ok(mut r) = self.ids.lock() else { return };
-        let t = now();
-        r.retain(|_, e| *e > t);
-        if r.len() >= MAX_REVOKED {
-            if let Some(oldest) = r.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
-                r.remove(&oldest);
-            }
-        }
-        r.insert(sid.to_owned(), exp);
+        self.ids.insert(sid.to_owned(), exp);
     }
 
     pub fn contains(&self, sid: &str) -> bool {
-        self.ids
-            .lock()
-            .map(|r| r.contains_key(sid))
-            .unwrap_or(false)
+        self.ids.get(sid).is_some_and(|exp| exp > now())
     }
 
-    /// Marks a one-time value (a login state) used; false if it was used already.
+    /// Marks a one-time value (a login state) used; false if it was used already. Atomic:
+    /// of concurrent callers for one id, exactly one gets true.
     pub fn first_use(&self, id: &str, exp: u64) -> bool {
-        if self.contains(id) {
-            return false;
+        let t = now();
+        // A zero timeout: a caller that finds another one inserting this id loses at once.
+        let entry = self.ids.entry(id, Some(Duration::ZERO), |_, e| {
+            if *e > t {
+                EntryAction::Retain(())
+            } else {
+                EntryAction::ReplaceWithGuard
+            }
+        });
+        match entry {
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
+                // Err only when a `revoke` of the same id came in between: used all the same.
+                let _ = guard.insert(exp);
+                true
+            }
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
         }
-        self.revoke(id, exp);
-        true
     }
 }
 
@@ -141,9 +152,11 @@ pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
         let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
             continue;
         };
-        for pair in s.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                out.entry(k.trim()).or_insert(v.trim());
+        // Parsed borrowing from the header: names and values are slices of it, nothing is
+        // copied. Pairs the parser refuses (no `=`, an empty name) are skipped.
+        for c in Cookie::split_parse(s).flatten() {
+            if let (Some(k), Some(v)) = (c.name_raw(), c.value_raw()) {
+                out.entry(k).or_insert(v);
             }
         }
     }
@@ -357,16 +370,12 @@ impl SessionCodec {
         let json = self.decrypt(&name, cookies.get(name.as_str())?)?;
         let login: LoginState = serde_json::from_str(&json).ok()?;
         let fresh = now().saturating_sub(login.iat) <= LOGIN_TTL.as_secs();
-        (fresh && constant_time_eq(login.state.as_bytes(), state.as_bytes())).then_some(login)
+        (fresh && bool::from(login.state.as_bytes().ct_eq(state.as_bytes()))).then_some(login)
     }
 
     pub fn clear_login(&self, state: &str) -> String {
         self.removal(self.login_name(state))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A random URL-safe token of `bytes` random bytes.

@@ -4,23 +4,18 @@
 //! or control character anywhere, also after percent-decoding (repeatedly); or an absolute
 //! URL with exactly the origin of `server.public_url`. Anything else becomes `/`.
 
+use percent_encoding::percent_decode_str;
 use url::Url;
 
+/// One layer of percent-decoding; None when a `%` is not followed by two hex digits, which
+/// makes the path unsafe (`percent_decode_str` would pass such a `%` through unchanged).
 fn percent_decode_once(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    let well_formed = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_decode_str(s).decode_utf8_lossy().into_owned())
 }
 
 fn safe_path(p: &str) -> bool {

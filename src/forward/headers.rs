@@ -105,27 +105,26 @@ impl HeaderPlan {
         if !headers.contains_key(header::COOKIE) {
             return;
         }
-        let mut kept: Vec<&str> = Vec::new();
-        let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-        for v in &values {
+        let mut kept = String::new();
+        for v in headers.get_all(header::COOKIE) {
             let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
                 continue;
             };
-            for pair in s.split(';') {
-                let pair = pair.trim();
-                if pair.is_empty() {
-                    continue;
-                }
-                let name = pair.split('=').next().unwrap_or(pair).trim();
-                if !self.is_gateway_cookie(name) {
-                    kept.push(pair);
+            // Pairs the parser refuses (no `=`, an empty name) are dropped too.
+            for c in cookie::Cookie::split_parse(s).flatten() {
+                if !self.is_gateway_cookie(c.name()) {
+                    if !kept.is_empty() {
+                        kept.push_str("; ");
+                    }
+                    kept.push_str(c.name());
+                    kept.push('=');
+                    kept.push_str(c.value());
                 }
             }
         }
-        let joined = kept.join("; ");
         headers.remove(header::COOKIE);
-        if !joined.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&joined) {
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept) {
                 headers.insert(header::COOKIE, v);
             }
         }

@@ -175,3 +175,41 @@ fn login_state_is_bound_to_its_state() {
     let h = request(&[c.seal_login(&old).expect("sealed")]);
     assert!(c.open_login(&h, &login.state).is_none(), "expired attempt");
 }
+
+#[test]
+fn first_use_is_true_for_exactly_one_of_many_racing_callers() {
+    let r = Revocations::default();
+    let exp = now() + 60;
+    for round in 0..20 {
+        let id = format!("state-{round}");
+        let barrier = std::sync::Barrier::new(8);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        r.first_use(&id, exp)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().expect("no panic")))
+                .sum()
+        });
+        assert_eq!(wins, 1, "{id}");
+        assert!(r.contains(&id));
+    }
+}
+
+#[test]
+fn expired_revocations_count_as_absent() {
+    let r = Revocations::default();
+    r.revoke("old", now() - 1);
+    assert!(!r.contains("old"));
+    r.revoke("live", now() + 60);
+    assert!(r.contains("live"));
+    // A one-time value whose mark expired may be used again, once.
+    assert!(r.first_use("old", now() + 60));
+    assert!(!r.first_use("old", now() + 60));
+}
