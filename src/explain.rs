@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::auth::bearer::{BearerValidator, TokenError};
 use crate::auth::jwks::JwksCache;
 use crate::auth::token_cache::TokenCache;
-use crate::auth::{AuthError, Given, Identity, RequestAuth};
+use crate::auth::{AuthError, Authenticate, Given, Identity, RequestAuth};
 use crate::config::Config;
 use crate::decision::{self, Asked, Verdict};
 use crate::metrics::Metrics;
@@ -77,84 +77,94 @@ pub async fn explain<'c>(
         return Explanation::Endpoint(path);
     }
     let host = host.filter(|_| cfg.rules.has_hosts());
-    let mut headers = HeaderMap::new();
-    let verdict = match source {
-        Source::Token { token, keys } => {
-            let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-                let mut given = Given(Err(AuthError::InvalidToken(TokenError::Malformed)));
-                let asked = asked(method, &path, query, host, &headers);
-                return decided(
-                    path.clone(),
-                    decision::decide(&cfg.rules, &asked, &mut given).await,
-                );
-            };
-            headers.insert(AUTHORIZATION, v);
-            let bearer = BearerValidator::new(&cfg.oidc, &cfg.tokens);
-            let cache = TokenCache::new(1, cfg.tokens.leeway.as_secs());
-            let metrics = Metrics::new();
-            let mut auth = RequestAuth {
-                bearer: &bearer,
-                jwks: &keys,
-                tokens: &cfg.tokens,
-                token_cache: &cache,
-                metrics: &metrics,
-                sessions: None,
-                set_cookies: Vec::new(),
-            };
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut auth).await
-        }
-        Source::Identity(id) => {
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut Given(Ok(Some(id)))).await
-        }
-        Source::Unreadable => {
-            let mut given = Given(Err(AuthError::InvalidToken(TokenError::Malformed)));
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut given).await
-        }
-        Source::None => {
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut Given(Ok(None))).await
-        }
-        Source::Unverified(token) => {
-            let claims = BearerValidator::new(&cfg.oidc, &cfg.tokens)
-                .check_offline(&token)
-                .map_err(AuthError::from);
-            let mut given =
-                Given(claims.map(|c| Some(Arc::new(Identity::from_claims(c, &cfg.tokens)))));
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut given).await
-        }
-        Source::Claims(claims) => {
-            let mut given = Given(Ok(Some(Arc::new(Identity::from_claims(
-                claims,
-                &cfg.tokens,
-            )))));
-            let asked = asked(method, &path, query, host, &headers);
-            decision::decide(&cfg.rules, &asked, &mut given).await
-        }
+    let checks = Checks {
+        bearer: BearerValidator::new(&cfg.oidc, &cfg.tokens),
+        cache: TokenCache::new(1, cfg.tokens.leeway.as_secs()),
+        metrics: Metrics::new(),
     };
-    decided(path, verdict)
-}
-
-fn decided(path: NormalizedPath, verdict: Verdict<'_>) -> Explanation<'_> {
+    let keys = match &source {
+        Source::Token { keys, .. } => Some(keys.clone()),
+        _ => None,
+    };
+    let mut headers = HeaderMap::new();
+    let mut auth = authenticator(cfg, &checks, keys.as_ref(), source, &mut headers);
+    let asked = Asked {
+        method,
+        path: &path,
+        query,
+        host,
+        headers: &headers,
+        body_methods: &[],
+    };
+    let verdict = decision::decide(&cfg.rules, &asked, &mut auth).await;
     Explanation::Decided { path, verdict }
 }
 
-fn asked<'a>(
-    method: &'a Method,
-    path: &'a NormalizedPath,
-    query: Option<&'a str>,
-    host: Option<&'a str>,
-    headers: &'a HeaderMap,
-) -> Asked<'a> {
-    Asked {
-        method,
-        path,
-        query,
-        host,
-        headers,
-        body_methods: &[],
+/// What a live token check needs besides the keys.
+struct Checks {
+    bearer: BearerValidator,
+    cache: TokenCache,
+    metrics: Metrics,
+}
+
+/// The authenticator for `source`. A token goes into `headers` as the main listener
+/// would receive it, and is checked by the main listener's own [`RequestAuth`].
+fn authenticator<'a>(
+    cfg: &'a Config,
+    checks: &'a Checks,
+    keys: Option<&'a Arc<JwksCache>>,
+    source: Source,
+    headers: &mut HeaderMap,
+) -> Auth<'a> {
+    let (Source::Token { token, .. }, Some(keys)) = (&source, keys) else {
+        return Auth::Given(Given(given(cfg, &checks.bearer, source)));
+    };
+    let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) else {
+        return Auth::Given(Given(Err(AuthError::InvalidToken(TokenError::Malformed))));
+    };
+    headers.insert(AUTHORIZATION, v);
+    Auth::Live(RequestAuth {
+        bearer: &checks.bearer,
+        jwks: keys,
+        tokens: &cfg.tokens,
+        token_cache: &checks.cache,
+        metrics: &checks.metrics,
+        sessions: None,
+        set_cookies: Vec::new(),
+    })
+}
+
+/// The identity source as the decision's authenticator.
+enum Auth<'a> {
+    /// The main listener's own bearer authentication.
+    Live(RequestAuth<'a>),
+    Given(Given),
+}
+
+impl Authenticate for Auth<'_> {
+    async fn authenticate(
+        &mut self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
+        match self {
+            Auth::Live(auth) => auth.authenticate(headers).await,
+            Auth::Given(given) => given.authenticate(headers).await,
+        }
     }
+}
+
+/// An identity (or its refusal) that does not come from a live token check.
+fn given(
+    cfg: &Config,
+    bearer: &BearerValidator,
+    source: Source,
+) -> Result<Option<Arc<Identity>>, AuthError> {
+    let claims = match source {
+        Source::None | Source::Token { .. } => return Ok(None),
+        Source::Identity(id) => return Ok(Some(id)),
+        Source::Unreadable => return Err(AuthError::InvalidToken(TokenError::Malformed)),
+        Source::Claims(claims) => claims,
+        Source::Unverified(token) => bearer.check_offline(&token).map_err(AuthError::from)?,
+    };
+    Ok(Some(Arc::new(Identity::from_claims(claims, &cfg.tokens))))
 }

@@ -104,10 +104,16 @@ pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRe
     if !raw.starts_with('/') {
         return Err(PathRejection::NotAbsolute);
     }
+    let decoded = decode(raw, allow_params)?;
+    let path = resolve_dots(&decoded, allow_params)?;
+    let matching = (allow_params && path.contains(';')).then(|| without_params(&path));
+    Ok(NormalizedPath { path, matching })
+}
 
-    // Pass 1: decode and refuse. The escapes are found and checked here: `percent_decode`
-    // passes a `%` without two hex digits through unchanged instead of reporting it, and its
-    // output no longer tells an encoded `/` or `%` from a literal one.
+/// Pass 1: decode and refuse. The escapes are found and checked here: `percent_decode`
+/// passes a `%` without two hex digits through unchanged instead of reporting it, and its
+/// output no longer tells an encoded `/` or `%` from a literal one.
+fn decode(raw: &str, allow_params: bool) -> Result<String, PathRejection> {
     let mut decoded = String::with_capacity(raw.len());
     let mut start = 0;
     for (i, _) in raw.match_indices('%') {
@@ -123,8 +129,11 @@ pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRe
         start = i + 3;
     }
     push_literal(&mut decoded, &raw[start..], allow_params)?;
+    Ok(decoded)
+}
 
-    // Pass 2: resolve dot segments and empty segments.
+/// Pass 2: resolve dot segments and empty segments.
+fn resolve_dots(decoded: &str, allow_params: bool) -> Result<String, PathRejection> {
     let mut out: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     // `decoded` starts with '/': the first split item is the empty string before it.
@@ -154,7 +163,6 @@ pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRe
             }
         }
     }
-
     let mut path = String::with_capacity(decoded.len());
     for seg in &out {
         path.push('/');
@@ -163,20 +171,19 @@ pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRe
     if path.is_empty() || trailing_slash {
         path.push('/');
     }
+    Ok(path)
+}
 
-    let matching = if allow_params && path.contains(';') {
-        let mut m = String::with_capacity(path.len());
-        for (n, seg) in path.split('/').enumerate() {
-            if n > 0 {
-                m.push('/');
-            }
-            m.push_str(seg.split(';').next().unwrap_or(seg));
+/// The path with each segment's `;parameters` cut off, as the rules see it.
+fn without_params(path: &str) -> String {
+    let mut m = String::with_capacity(path.len());
+    for (n, seg) in path.split('/').enumerate() {
+        if n > 0 {
+            m.push('/');
         }
-        Some(m)
-    } else {
-        None
-    };
-    Ok(NormalizedPath { path, matching })
+        m.push_str(seg.split(';').next().unwrap_or(seg));
+    }
+    m
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::redirect::query_param;
+use crate::auth::oidc::Tokens;
 use crate::auth::refresh::access_token_expiry;
 use crate::auth::session::{random_token, SessionData, LOGIN_TTL};
 use crate::context::RequestContext;
@@ -34,13 +35,7 @@ pub async fn handle(
     if let Some(err) = query_param(query, "error") {
         tracing::info!(error = %err, description = ?query_param(query, "error_description"), "the provider refused the login");
         ctx.set_cookies.push(codec.clear_login(&state));
-        return Err(Denial::LoginFailed(match err.as_str() {
-            "access_denied" => "access was denied at the identity provider",
-            "login_required" | "interaction_required" | "consent_required" => {
-                "the identity provider needs you to sign in again"
-            }
-            _ => "the identity provider reported an error",
-        }));
+        return Err(Denial::LoginFailed(provider_error(&err)));
     }
     let code = query_param(query, "code")
         .ok_or(Denial::LoginFailed("the provider's answer has no code"))?;
@@ -65,21 +60,7 @@ pub async fn handle(
             tracing::warn!(error = %e, "login failed at the code exchange");
             Denial::LoginFailed("the identity provider's answer could not be verified")
         })?;
-    let id_token = tokens
-        .id_token
-        .clone()
-        .ok_or(Denial::LoginFailed("no ID token"))?;
-    let now = crate::unix_now();
-    let settings = codec.settings();
-    let data = SessionData {
-        sid: random_token(18),
-        iat: now,
-        exp: now + settings.lifetime.as_secs(),
-        at_exp: access_token_expiry(&tokens.access_token, tokens.expires_in),
-        id_token,
-        access_token: Some(tokens.access_token),
-        refresh_token: tokens.refresh_token,
-    };
+    let data = new_session(tokens, codec.settings().lifetime.as_secs())?;
     if let Some(sub) = crate::auth::oidc::jwt_payload(&data.id_token)
         .and_then(|c| c.get("sub").and_then(|v| v.as_str().map(str::to_owned)))
     {
@@ -94,4 +75,30 @@ pub async fn handle(
     gw.metrics.session_started();
     ctx.reason = "login_complete";
     Ok(redirect(&login.rd))
+}
+
+/// What the browser is told when the provider answered with `error=...`.
+fn provider_error(err: &str) -> &'static str {
+    match err {
+        "access_denied" => "access was denied at the identity provider",
+        "login_required" | "interaction_required" | "consent_required" => {
+            "the identity provider needs you to sign in again"
+        }
+        _ => "the identity provider reported an error",
+    }
+}
+
+/// A new session (fresh id) holding the tokens of a completed login.
+fn new_session(tokens: Tokens, lifetime: u64) -> Result<SessionData, Denial> {
+    let id_token = tokens.id_token.ok_or(Denial::LoginFailed("no ID token"))?;
+    let now = crate::unix_now();
+    Ok(SessionData {
+        sid: random_token(18),
+        iat: now,
+        exp: now + lifetime,
+        at_exp: access_token_expiry(&tokens.access_token, tokens.expires_in),
+        id_token,
+        access_token: Some(tokens.access_token),
+        refresh_token: tokens.refresh_token,
+    })
 }

@@ -46,15 +46,7 @@ pub async fn handle(
     if !forwarded::is_trusted(&rt.config.server.trusted_proxies, ctx.conn.peer.ip()) {
         return Err(Denial::UntrustedCaller);
     }
-    let redirect = match query_param(req.uri().query(), LOGIN_PARAM).as_deref() {
-        None => false,
-        Some("redirect") => true,
-        Some(_) => {
-            return Err(Denial::BadRequest(
-                "unknown login mode (only login=redirect)",
-            ))
-        }
-    };
+    let redirect = login_mode(req.uri().query())?;
     let headers = req.headers();
     let method = asked_method(headers)?;
     let uri = asked_uri(headers)?;
@@ -62,20 +54,12 @@ pub async fn handle(
         Some((p, q)) => (p, Some(q)),
         None => (uri.as_str(), None),
     };
-    let target =
-        path::normalize(raw_path, rt.config.server.allow_path_params).map_err(Denial::BadPath)?;
+    let target = path::normalize(raw_path, rt.config.server.allow_path_params)?;
     ctx.path = Some(target.as_str().to_owned());
     ctx.method = method.clone();
     ctx.browser = crate::response::is_browser(&method, headers);
     if rt.config.rules.has_hosts() {
-        // The host the proxy was asked for; never the auth request's own Host.
-        let host = first_value(headers, &X_FORWARDED_HOST).ok_or(Denial::BadRequest(
-            "missing X-Forwarded-Host (rules with a host need it)",
-        ))?;
-        ctx.host = Some(
-            crate::rules::host::request_host(host)
-                .ok_or(Denial::BadRequest("invalid X-Forwarded-Host"))?,
-        );
+        ctx.host = Some(asked_host(headers)?);
     }
     let rd = return_to(
         headers,
@@ -107,6 +91,26 @@ pub async fn handle(
         rt.headers.set_identity(resp.headers_mut(), id);
     }
     Ok(resp)
+}
+
+/// `?login=redirect` on the endpoint: answer a browser that may log in with the 302.
+fn login_mode(query: Option<&str>) -> Result<bool, Denial> {
+    match query_param(query, LOGIN_PARAM).as_deref() {
+        None => Ok(false),
+        Some("redirect") => Ok(true),
+        Some(_) => Err(Denial::BadRequest(
+            "unknown login mode (only login=redirect)",
+        )),
+    }
+}
+
+/// The host the proxy was asked for (`X-Forwarded-Host`); never the auth request's own
+/// Host.
+fn asked_host(headers: &HeaderMap) -> Result<String, Denial> {
+    let host = first_value(headers, &X_FORWARDED_HOST).ok_or(Denial::BadRequest(
+        "missing X-Forwarded-Host (rules with a host need it)",
+    ))?;
+    crate::rules::host::request_host(host).ok_or(Denial::BadRequest("invalid X-Forwarded-Host"))
 }
 
 /// Where a login started for the asked request returns to. The proxy's

@@ -46,27 +46,7 @@ pub async fn handle(
     let rd = validate(query_param(req.uri().query(), "rd").as_deref(), public);
     if cross_site(req.headers(), public) {
         ctx.reason = "logout_confirm";
-        let action = format!(
-            "{}/logout?rd={}",
-            rt.config.server.auth_prefix,
-            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
-        );
-        let form = format!(
-            "<form method=\"post\" action=\"{}\"><button type=\"submit\">Log out</button></form>",
-            escape_html(&action)
-        );
-        let mut resp = Response::new(full(html_page(
-            StatusCode::OK,
-            "Do you want to log out?",
-            Some(&form),
-        )));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return Ok(resp);
+        return Ok(confirmation(&rt.config.server.auth_prefix, &rd));
     }
 
     let mut id_token = None;
@@ -102,4 +82,30 @@ pub async fn handle(
         }
         None => Ok(redirect(&rd)),
     }
+}
+
+/// A page that asks before logging out: a cross-site request may not end the session by
+/// itself.
+fn confirmation(auth_prefix: &str, rd: &str) -> Response<Body> {
+    let action = format!(
+        "{}/logout?rd={}",
+        auth_prefix,
+        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+    );
+    let form = format!(
+        "<form method=\"post\" action=\"{}\"><button type=\"submit\">Log out</button></form>",
+        escape_html(&action)
+    );
+    let mut resp = Response::new(full(html_page(
+        StatusCode::OK,
+        "Do you want to log out?",
+        Some(&form),
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
