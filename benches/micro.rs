@@ -136,6 +136,7 @@ fn tokens(c: &mut Criterion) {
         refresh: false,
         store: SessionStoreKind::Cookie,
         redis_url: None,
+        previous_secrets: Vec::new(),
     };
     let codec = SessionCodec::new(&session, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {

@@ -145,18 +145,26 @@ impl RequestAuth<'_> {
                 return Some(hit.identity.clone());
             }
         }
-        let (data, chunks) = match s.codec.unseal(&sealed, chunks) {
+        let (data, chunks, stale) = match s.codec.unseal(&sealed, chunks) {
             SessionLookup::None => return None,
             SessionLookup::Invalid { chunks } => {
                 self.set_cookies.extend(s.codec.clear(chunks));
                 return None;
             }
-            SessionLookup::Valid { data, chunks } => (data, chunks),
+            SessionLookup::Valid {
+                data,
+                chunks,
+                stale,
+            } => (data, chunks, stale),
         };
         let expired = data
             .at_exp
             .is_some_and(|t| t <= crate::unix_now().saturating_add(5));
         if !(expired && refreshes && data.refresh_token.is_some()) {
+            if stale {
+                // Sealed with a previous secret: from now on it carries the current one.
+                self.set_cookies.extend(s.codec.seal(&data, chunks));
+            }
             let identity = Arc::new(Identity::from_session(&data, self.tokens)?);
             s.cache.insert(key, data, identity.clone());
             return Some(identity);

@@ -70,12 +70,13 @@ pub enum SessionLookup {
     /// No session cookie.
     None,
     /// Cookies present but unusable (tampered, expired, revoked): clear them.
-    Invalid {
-        chunks: usize,
-    },
+    Invalid { chunks: usize },
     Valid {
         data: SessionData,
         chunks: usize,
+        /// Sealed with one of `session.previous_secrets`: seal it again with the current
+        /// secret.
+        stale: bool,
     },
 }
 
@@ -137,6 +138,8 @@ pub enum SealedSession {
 /// Seals and opens session and login cookies.
 pub struct SessionCodec {
     key: Key,
+    /// Keys of `session.previous_secrets`, tried in order when `key` cannot open a value.
+    previous: Vec<Key>,
     settings: SessionSettings,
     revoked: std::sync::Arc<Revocations>,
 }
@@ -170,17 +173,24 @@ impl SessionCodec {
         client_id: &str,
         revoked: std::sync::Arc<Revocations>,
     ) -> SessionCodec {
-        let mut h = Sha512::new();
-        h.update(b"portcullis session key v1\0");
-        h.update(settings.secret.expose().as_bytes());
-        h.update([0]);
-        h.update(issuer.as_bytes());
-        h.update([0]);
-        h.update(client_id.as_bytes());
-        let digest = h.finalize();
-        SessionCodec {
+        let derive = |secret: &str| {
+            let mut h = Sha512::new();
+            h.update(b"portcullis session key v1\0");
+            h.update(secret.as_bytes());
+            h.update([0]);
+            h.update(issuer.as_bytes());
+            h.update([0]);
+            h.update(client_id.as_bytes());
             // 64 bytes of key material, as `Key::derive_from` expects at least 32.
-            key: Key::derive_from(&digest),
+            Key::derive_from(&h.finalize())
+        };
+        SessionCodec {
+            key: derive(settings.secret.expose()),
+            previous: settings
+                .previous_secrets
+                .iter()
+                .map(|s| derive(s.expose()))
+                .collect(),
             settings: settings.clone(),
             revoked,
         }
@@ -198,10 +208,25 @@ impl SessionCodec {
     }
 
     fn decrypt(&self, name: &str, sealed: &str) -> Option<String> {
+        self.decrypt_any(name, sealed).map(|(plain, _)| plain)
+    }
+
+    /// Opens a value sealed with the current key or, failing that, with a previous one;
+    /// says which (`true` = a previous key: the value should be sealed again).
+    fn decrypt_any(&self, name: &str, sealed: &str) -> Option<(String, bool)> {
         let jar = CookieJar::new();
-        jar.private(&self.key)
-            .decrypt(Cookie::new(name.to_owned(), sealed.to_owned()))
-            .map(|c| c.value().to_owned())
+        let open = |key: &Key| {
+            jar.private(key)
+                .decrypt(Cookie::new(name.to_owned(), sealed.to_owned()))
+                .map(|c| c.value().to_owned())
+        };
+        if let Some(plain) = open(&self.key) {
+            return Some((plain, false));
+        }
+        self.previous
+            .iter()
+            .find_map(open)
+            .map(|plain| (plain, true))
     }
 
     fn cookie(
@@ -321,7 +346,7 @@ impl SessionCodec {
     /// Decrypts and checks a sealed session value.
     pub fn unseal(&self, sealed: &str, count: usize) -> SessionLookup {
         let invalid = |chunks| SessionLookup::Invalid { chunks };
-        let Some(json) = self.decrypt(&self.settings.cookie_name, sealed) else {
+        let Some((json, stale)) = self.decrypt_any(&self.settings.cookie_name, sealed) else {
             return invalid(count);
         };
         let Ok(data) = serde_json::from_str::<SessionData>(&json) else {
@@ -333,6 +358,7 @@ impl SessionCodec {
         SessionLookup::Valid {
             data,
             chunks: count,
+            stale,
         }
     }
 

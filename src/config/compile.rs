@@ -527,6 +527,28 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
     }
 }
 
+/// `session.previous_secrets`: each as long as a secret must be, none the current one.
+fn previous_secrets(s: &RawSession, current: &Secret, d: &mut Diagnostics) -> Vec<Secret> {
+    let mut out = Vec::new();
+    for (i, old) in s.previous_secrets.iter().enumerate() {
+        let key = format!("session.previous_secrets[{i}]");
+        if old.len() < MIN_SESSION_SECRET {
+            d.error(
+                key,
+                format!("must be at least {MIN_SESSION_SECRET} bytes long"),
+            );
+        } else if old == current.expose() {
+            d.error(
+                key,
+                "is the current session.secret (list only older secrets)",
+            );
+        } else {
+            out.push(Secret::new(old.clone()));
+        }
+    }
+    out
+}
+
 fn session(
     s: &RawSession,
     public_url: &Url,
@@ -629,7 +651,9 @@ fn session(
                     format!("must be at least {MIN_SESSION_SECRET} bytes long"),
                 );
             }
+            let previous_secrets = previous_secrets(s, &secret, d);
             Some(SessionSettings {
+                previous_secrets,
                 secret,
                 cookie_name,
                 lifetime,

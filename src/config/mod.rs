@@ -170,6 +170,9 @@ pub struct SessionSettings {
     pub refresh: bool,
     pub store: SessionStoreKind,
     pub redis_url: Option<Url>,
+    /// `previous_secrets`: cookies sealed with one of these are opened and re-sealed with
+    /// `secret`.
+    pub previous_secrets: Vec<Secret>,
 }
 
 /// Identity headers sent to the upstream. `None` = that header is not sent.

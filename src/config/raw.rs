@@ -100,6 +100,8 @@ pub struct RawSession {
     pub refresh: Option<bool>,
     pub store: Option<String>,
     pub redis_url: Option<String>,
+    /// Older secrets: cookies sealed with them are still opened, then re-sealed.
+    pub previous_secrets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

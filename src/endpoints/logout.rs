@@ -52,7 +52,7 @@ pub async fn handle(
     let mut id_token = None;
     if let Some(codec) = &rt.session {
         match codec.open(req.headers()) {
-            SessionLookup::Valid { data, chunks } => {
+            SessionLookup::Valid { data, chunks, .. } => {
                 codec.revoke(&data.sid, data.exp);
                 gw.metrics.session_ended("logout");
                 ctx.set_cookies.extend(codec.clear(chunks));

@@ -3,9 +3,13 @@ use crate::config::{Secret, SessionStoreKind};
 use http::HeaderValue;
 
 fn codec() -> SessionCodec {
+    codec_with("0123456789abcdef0123456789abcdef", &[])
+}
+
+fn codec_with(secret: &str, previous: &[&str]) -> SessionCodec {
     SessionCodec::new(
         &SessionSettings {
-            secret: Secret::new("0123456789abcdef0123456789abcdef".into()),
+            secret: Secret::new(secret.into()),
             cookie_name: "portcullis".into(),
             lifetime: Duration::from_secs(3600),
             secure: true,
@@ -13,6 +17,7 @@ fn codec() -> SessionCodec {
             refresh: true,
             store: SessionStoreKind::Cookie,
             redis_url: None,
+            previous_secrets: previous.iter().map(|p| Secret::new((*p).into())).collect(),
         },
         "http://idp/realms/x",
         "gateway",
@@ -66,7 +71,9 @@ fn small_and_large_sessions_round_trip() {
             SessionLookup::Valid {
                 data: got,
                 chunks: n,
+                stale,
             } => {
+                assert!(!stale);
                 assert_eq!(got.sid, d.sid);
                 assert_eq!(got.id_token.len(), size);
                 assert_eq!(n, chunks);
@@ -212,4 +219,32 @@ fn expired_revocations_count_as_absent() {
     // A one-time value whose mark expired may be used again, once.
     assert!(r.first_use("old", now() + 60));
     assert!(!r.first_use("old", now() + 60));
+}
+
+#[test]
+fn cookies_sealed_with_a_previous_secret_open_and_are_marked_for_resealing() {
+    const OLD: &str = "an-old-secret-that-was-rotated-out-000";
+    const NEW: &str = "the-current-secret-of-this-gateway-0000";
+    let old = codec_with(OLD, &[]);
+    let d = data(10);
+    let sealed_old = old.seal(&d, 0);
+    let rotated = codec_with(NEW, &[OLD]);
+    match rotated.open(&request(&sealed_old)) {
+        SessionLookup::Valid { data, stale, .. } => {
+            assert_eq!(data.sid, d.sid);
+            assert!(stale, "opened with a previous secret");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Re-sealed, it opens with the current secret alone.
+    let resealed = rotated.seal(&d, 0);
+    match codec_with(NEW, &[]).open(&request(&resealed)) {
+        SessionLookup::Valid { stale, .. } => assert!(!stale),
+        other => panic!("{other:?}"),
+    }
+    // Once the old secret is no longer listed, its cookies are no session.
+    assert!(matches!(
+        codec_with(NEW, &[]).open(&request(&sealed_old)),
+        SessionLookup::Invalid { .. }
+    ));
 }
