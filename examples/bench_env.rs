@@ -39,6 +39,7 @@ async fn main() -> std::io::Result<()> {
         refresh: false,
         store: SessionStoreKind::Cookie,
         redis_url: None,
+        redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
     };
     let codec = SessionCodec::new(&settings, &idp.issuer(), "gateway", Default::default());

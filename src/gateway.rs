@@ -11,8 +11,9 @@ use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
 use crate::auth::refresh::{Provider, Refresher};
 use crate::auth::session::{Revocations, SessionCodec};
+use crate::auth::store::RedisStore;
 use crate::auth::token_cache::{SessionCache, TokenCache};
-use crate::config::Config;
+use crate::config::{Config, SessionStoreKind};
 use crate::context::ConnInfo;
 use crate::forward::headers::HeaderPlan;
 use crate::forward::proxy::Route;
@@ -105,6 +106,8 @@ pub struct Gateway {
     /// Session refreshes in progress, so concurrent requests of one session share one
     /// refresh (and its result) instead of racing; survives reloads.
     pub refresher: Refresher,
+    /// `session.store = "redis"`: where every replica keeps the sessions.
+    pub store: Option<Arc<RedisStore>>,
 }
 
 impl Gateway {
@@ -117,6 +120,18 @@ impl Gateway {
             metrics.clone(),
         );
         let revocations = Arc::new(Revocations::default());
+        let store = match config.session.as_ref() {
+            Some(s) if s.store == SessionStoreKind::Redis => {
+                let url = s
+                    .redis_url
+                    .as_ref()
+                    .ok_or("session.redis_url: missing")?;
+                let store = RedisStore::new(url.expose(), &s.redis_key_prefix, metrics.clone())?;
+                store.watch_health(std::time::Duration::from_secs(1));
+                Some(store)
+            }
+            _ => None,
+        };
         let runtime = Runtime::new(config, revocations.clone())?;
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -125,6 +140,7 @@ impl Gateway {
             provider,
             revocations,
             refresher: Refresher::default(),
+            store,
         }))
     }
 
@@ -156,6 +172,7 @@ impl Gateway {
             metrics: &self.metrics,
             sessions: rt.session.as_ref().map(|codec| Sessions {
                 codec,
+                store: self.store.as_deref(),
                 cache: &rt.session_cache,
                 refresher: &self.refresher,
                 provider: Provider {
@@ -169,8 +186,9 @@ impl Gateway {
         }
     }
 
-    /// Ready once the provider's keys have been fetched.
+    /// Ready once the provider's keys have been fetched and the session store (if any)
+    /// answers.
     pub fn is_ready(&self) -> bool {
-        self.jwks.is_ready()
+        self.jwks.is_ready() && self.store.as_ref().is_none_or(|s| s.is_healthy())
     }
 }

@@ -51,6 +51,13 @@ pub struct Metrics {
     connections_open: IntGauge,
     connections_at_limit: Counter,
     idle_closed: Family<KindLabel, Counter>,
+    store_latency: Family<OpLabel, Histogram>,
+    store_errors: Family<OpLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
@@ -165,7 +172,22 @@ impl Metrics {
             "Session token refreshes waiting for the provider",
             refreshes_in_flight.clone(),
         );
+        let store_latency =
+            Family::<OpLabel, Histogram>::new_with_constructor(|| Histogram::new(buckets()));
+        registry.register(
+            "session_store_seconds",
+            "Time of session store (Redis) operations, by operation",
+            store_latency.clone(),
+        );
+        let store_errors = Family::<OpLabel, Counter>::default();
+        registry.register(
+            "session_store_errors",
+            "Session store (Redis) operations that failed or timed out, by operation",
+            store_errors.clone(),
+        );
         Metrics {
+            store_latency,
+            store_errors,
             registry,
             requests,
             latency,
@@ -185,6 +207,16 @@ impl Metrics {
             connections_at_limit,
             idle_closed,
         }
+    }
+
+    pub fn store_op(&self, op: &'static str, took: Duration) {
+        self.store_latency
+            .get_or_create(&OpLabel { op })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn store_error(&self, op: &'static str) {
+        self.store_errors.get_or_create(&OpLabel { op }).inc();
     }
 
     /// A connection was accepted (`+1`) or closed (`-1`).

@@ -45,6 +45,8 @@ pub enum Fault {
     Upstream,
     /// The identity provider is not reachable (yet).
     Provider,
+    /// The session store (Redis) is not reachable.
+    Store,
 }
 
 impl Fault {
@@ -53,6 +55,7 @@ impl Fault {
             Fault::Client => "client",
             Fault::Upstream => "upstream",
             Fault::Provider => "provider",
+            Fault::Store => "store",
         }
     }
 }
@@ -88,6 +91,8 @@ pub enum Denial {
     UntrustedCaller,
     /// The provider's keys were never fetched.
     ProviderUnavailable,
+    /// The session store (Redis) does not answer.
+    StoreUnavailable,
     /// No upstream connection (refused, unreachable, connect timeout).
     UpstreamConnect,
     /// The upstream did not answer within `upstream.timeout`.
@@ -142,6 +147,7 @@ impl From<AuthError> for Denial {
             AuthError::Ambiguous => Denial::AmbiguousCredentials,
             AuthError::InvalidToken(e) => Denial::InvalidToken(e),
             AuthError::KeysUnavailable => Denial::ProviderUnavailable,
+            AuthError::StoreUnavailable => Denial::StoreUnavailable,
         }
     }
 }
@@ -222,6 +228,7 @@ impl Denial {
             Denial::Forbidden(code) => code,
             Denial::UntrustedCaller => "untrusted_caller",
             Denial::ProviderUnavailable => "provider_unavailable",
+            Denial::StoreUnavailable => "session_store_unavailable",
             Denial::UpstreamConnect => "upstream_connect",
             Denial::UpstreamTimeout => "upstream_timeout",
             Denial::UpstreamBroken => "upstream_io",
@@ -248,6 +255,7 @@ impl Denial {
                 Fault::Upstream
             }
             Denial::ProviderUnavailable => Fault::Provider,
+            Denial::StoreUnavailable => Fault::Store,
             _ => Fault::Client,
         }
     }
@@ -324,6 +332,12 @@ impl Denial {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the identity provider cannot be reached yet; try again shortly".into(),
+                None,
+            ),
+            Denial::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the session store cannot be reached; try again shortly".into(),
                 None,
             ),
             Denial::UpstreamConnect => (

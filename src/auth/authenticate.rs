@@ -19,7 +19,8 @@ use http::header::HeaderMap;
 use super::bearer::{BearerValidator, TokenError};
 use super::jwks::JwksCache;
 use super::refresh::{Provider, Refresher};
-use super::session::{SealedSession, SessionCodec, SessionLookup};
+use super::session::{SealedSession, SessionCodec, SessionData, SessionLookup, SessionRef};
+use super::store::{RedisStore, StoreError, REFRESH_LOCK};
 use super::token_cache::{SessionCache, TokenCache};
 use super::{extract, Credential, Identity};
 use crate::config::TokenSettings;
@@ -37,6 +38,9 @@ pub enum AuthError {
     /// The provider's keys were never fetched, so no token can be checked: 503.
     #[error("the provider's keys are not available")]
     KeysUnavailable,
+    /// The session store (Redis) did not answer: 503, never "no session".
+    #[error("the session store is unavailable")]
+    StoreUnavailable,
 }
 
 impl From<TokenError> for AuthError {
@@ -85,6 +89,8 @@ pub struct RequestAuth<'a> {
 /// What reading and refreshing a session cookie needs.
 pub struct Sessions<'a> {
     pub codec: &'a SessionCodec,
+    /// `Some` with `session.store = "redis"`: the cookie only names the session.
+    pub store: Option<&'a RedisStore>,
     pub cache: &'a SessionCache,
     pub refresher: &'a Refresher,
     pub provider: Provider<'a>,
@@ -98,7 +104,10 @@ impl Authenticate for RequestAuth<'_> {
         match extract(headers).map_err(|_| AuthError::Ambiguous)? {
             Credential::Bearer(token) => self.bearer_identity(token).await.map(Some),
             Credential::OtherAuthorization | Credential::None => {
-                Ok(self.session_identity(headers).await)
+                match self.sessions.as_ref().and_then(|s| s.store) {
+                    Some(store) => self.stored_identity(store, headers).await,
+                    None => Ok(self.session_identity(headers).await),
+                }
             }
         }
     }
@@ -183,4 +192,130 @@ impl RequestAuth<'_> {
             }
         }
     }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(_: StoreError) -> AuthError {
+        AuthError::StoreUnavailable
+    }
+}
+
+/// The Redis store: the cookie names a session that every replica reads from the store,
+/// so an ending or refresh anywhere is seen on the next request everywhere.
+impl RequestAuth<'_> {
+    async fn stored_identity(
+        &mut self,
+        store: &RedisStore,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
+        let Some(s) = self.sessions.as_ref() else {
+            return Ok(None);
+        };
+        let codec = s.codec;
+        let (sealed, chunks) = match codec.read(headers) {
+            SealedSession::None => return Ok(None),
+            SealedSession::Malformed { chunks } => {
+                self.set_cookies.extend(codec.clear(chunks));
+                return Ok(None);
+            }
+            SealedSession::Sealed { sealed, chunks } => (sealed, chunks),
+        };
+        let Some((r, stale)) = codec.open_ref(&sealed) else {
+            self.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        };
+        let data = store
+            .get(&r.sid)
+            .await?
+            .and_then(|v| codec.open_stored(&r.sid, &v));
+        let Some(data) = data else {
+            // Ended (logout, refresh failure, back-channel logout) or expired.
+            self.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        };
+        if stale {
+            self.set_cookies.extend(codec.seal_ref(&r, chunks));
+        }
+        let expired = data
+            .at_exp
+            .is_some_and(|t| t <= crate::unix_now().saturating_add(5));
+        let data = if expired && codec.settings().refresh && data.refresh_token.is_some() {
+            match self.refresh_stored(store, data).await? {
+                Some(fresh) => fresh,
+                None => {
+                    self.set_cookies.extend(codec.clear(chunks));
+                    return Ok(None);
+                }
+            }
+        } else {
+            data
+        };
+        Ok(Identity::from_session(&data, self.tokens).map(Arc::new))
+    }
+
+    /// One refresh per session across replicas: the replica that takes the lock refreshes
+    /// and writes the result; the others wait (bounded) for it and read it.
+    async fn refresh_stored(
+        &self,
+        store: &RedisStore,
+        data: SessionData,
+    ) -> Result<Option<SessionData>, AuthError> {
+        let Some(s) = self.sessions.as_ref() else {
+            return Ok(None);
+        };
+        if !store.lock_refresh(&data.sid).await? {
+            return wait_for_refresh(store, s.codec, &data).await;
+        }
+        let fresh = s.refresher.refresh(&s.provider, &data).await;
+        let result = match fresh {
+            Some(fresh) => match s.codec.seal_stored(&fresh) {
+                // `false`: ended meanwhile on another replica.
+                Some(v) => store
+                    .replace(&fresh.sid, v)
+                    .await
+                    .map(|kept| kept.then_some(fresh)),
+                None => Ok(None),
+            },
+            None => {
+                // The provider no longer honours the session: it is over everywhere.
+                self.metrics.session_ended("refresh_failed");
+                store.delete(&data.sid).await.map(|_| None)
+            }
+        };
+        // Released on every path (else it expires after REFRESH_LOCK).
+        store.unlock_refresh(&data.sid).await;
+        Ok(result?)
+    }
+}
+
+/// Another replica refreshes `old`: its result, once written.
+async fn wait_for_refresh(
+    store: &RedisStore,
+    codec: &SessionCodec,
+    old: &SessionData,
+) -> Result<Option<SessionData>, AuthError> {
+    let deadline = tokio::time::Instant::now() + REFRESH_LOCK;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let Some(v) = store.get(&old.sid).await? else {
+            return Ok(None);
+        };
+        if let Some(now) = codec.open_stored(&old.sid, &v) {
+            if now.access_token != old.access_token {
+                return Ok(Some(now));
+            }
+        }
+    }
+    Err(AuthError::StoreUnavailable)
+}
+
+/// The cookie of a session kept in the store.
+pub fn store_cookie(codec: &SessionCodec, data: &SessionData, previous_chunks: usize) -> Vec<String> {
+    codec.seal_ref(
+        &SessionRef {
+            sid: data.sid.clone(),
+            exp: data.exp,
+        },
+        previous_chunks,
+    )
 }

@@ -12,6 +12,7 @@ pub mod oidc;
 pub mod provider;
 pub mod refresh;
 pub mod session;
+pub mod store;
 pub mod token_cache;
 
 use http::header::{self, HeaderMap};

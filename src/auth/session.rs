@@ -53,6 +53,16 @@ pub struct SessionData {
     pub at_exp: Option<u64>,
 }
 
+/// What the cookie holds with the Redis store: which session, nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRef {
+    /// The session id (the key in the store).
+    #[serde(rename = "ref")]
+    pub sid: String,
+    pub exp: u64,
+}
+
 /// What a login-attempt cookie holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginState {
@@ -270,9 +280,43 @@ impl SessionCodec {
 
     /// `Set-Cookie` values for a session; `previous_chunks` more chunks are cleared.
     pub fn seal(&self, data: &SessionData, previous_chunks: usize) -> Vec<String> {
-        let Ok(json) = serde_json::to_string(data) else {
-            return Vec::new();
-        };
+        match serde_json::to_string(data) {
+            Ok(json) => self.seal_json(json, data.exp, previous_chunks),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `Set-Cookie` values for a session kept in the store: the cookie names it only.
+    pub fn seal_ref(&self, r: &SessionRef, previous_chunks: usize) -> Vec<String> {
+        match serde_json::to_string(r) {
+            Ok(json) => self.seal_json(json, r.exp, previous_chunks),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Opens a store cookie's value; `true` = sealed with a previous secret.
+    pub fn open_ref(&self, sealed: &str) -> Option<(SessionRef, bool)> {
+        let (json, stale) = self.decrypt_any(&self.settings.cookie_name, sealed)?;
+        let r: SessionRef = serde_json::from_str(&json).ok()?;
+        (r.exp > now()).then_some((r, stale))
+    }
+
+    /// A session sealed for the store, bound to its id: a value copied to another key does
+    /// not open.
+    pub fn seal_stored(&self, data: &SessionData) -> Option<String> {
+        let json = serde_json::to_string(data).ok()?;
+        self.encrypt(&format!("store:{}", data.sid), json)
+    }
+
+    /// Opens a value of the store; `None` when it is not a session of id `sid` under the
+    /// current or a previous secret, or when it expired or was revoked.
+    pub fn open_stored(&self, sid: &str, value: &str) -> Option<SessionData> {
+        let (json, _) = self.decrypt_any(&format!("store:{sid}"), value)?;
+        let data: SessionData = serde_json::from_str(&json).ok()?;
+        (data.sid == sid && data.exp > now() && !self.is_revoked(&data.sid)).then_some(data)
+    }
+
+    fn seal_json(&self, json: String, exp: u64, previous_chunks: usize) -> Vec<String> {
         let Some(sealed) = self.encrypt(&self.settings.cookie_name, json) else {
             return Vec::new();
         };
@@ -281,7 +325,7 @@ impl SessionCodec {
             .chunks(CHUNK)
             .map(|c| std::str::from_utf8(c).unwrap_or(""))
             .collect();
-        let max_age = Duration::from_secs(data.exp.saturating_sub(now()));
+        let max_age = Duration::from_secs(exp.saturating_sub(now()));
         let mut out = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter().enumerate() {
             let value = if i == 0 {

@@ -527,6 +527,45 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
     }
 }
 
+/// `session.redis_url` / `redis_url_file`, checked offline.
+fn redis_url(s: &RawSession, store: SessionStoreKind, d: &mut Diagnostics) -> Option<Secret> {
+    if s.redis_urls.is_some() {
+        d.error(
+            "session.redis_urls",
+            "Redis Cluster is not available in this version; set session.redis_url to one Redis",
+        );
+    }
+    let url = read_secret(
+        d,
+        "session.redis_url",
+        s.redis_url.as_ref(),
+        s.redis_url_file.as_ref(),
+    );
+    match (url, store) {
+        (Some(u), _) => match Url::parse(u.expose()) {
+            Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.host().is_some() => {
+                Some(u)
+            }
+            // The URL may hold a password: never repeated in the message.
+            _ => {
+                d.error(
+                    "session.redis_url",
+                    "is not a redis://host[:port][/db] or rediss:// URL",
+                );
+                None
+            }
+        },
+        (None, SessionStoreKind::Redis) => {
+            d.error(
+                "session.redis_url",
+                "missing; session.store = \"redis\" needs it",
+            );
+            None
+        }
+        (None, SessionStoreKind::Cookie) => None,
+    }
+}
+
 /// `session.previous_secrets`: each as long as a secret must be, none the current one.
 fn previous_secrets(s: &RawSession, current: &Secret, d: &mut Diagnostics) -> Vec<Secret> {
     let mut out = Vec::new();
@@ -609,12 +648,7 @@ fn session(
     };
     let store = match s.store.as_deref() {
         None | Some("cookie") => SessionStoreKind::Cookie,
-        Some("redis") => {
-            // Refused rather than silently treated as "cookie": logout on one replica
-            // would not end the session on the others.
-            d.error("session.store", "\"redis\" is not available in this version; use \"cookie\" (logout then ends a session on the instance that handled it)");
-            SessionStoreKind::Redis
-        }
+        Some("redis") => SessionStoreKind::Redis,
         Some(other) => {
             d.error(
                 "session.store",
@@ -623,26 +657,7 @@ fn session(
             SessionStoreKind::Cookie
         }
     };
-    let redis_url = match (&s.redis_url, store) {
-        (Some(u), _) => match Url::parse(u) {
-            Ok(url) if matches!(url.scheme(), "redis" | "rediss") => Some(url),
-            _ => {
-                d.error(
-                    "session.redis_url",
-                    format!("{u:?} is not a redis:// or rediss:// URL"),
-                );
-                None
-            }
-        },
-        (None, SessionStoreKind::Redis) => {
-            d.error(
-                "session.redis_url",
-                "missing; session.store = \"redis\" needs it",
-            );
-            None
-        }
-        (None, SessionStoreKind::Cookie) => None,
-    };
+    let redis_url = redis_url(s, store, d);
     match secret {
         Some(secret) => {
             if secret.expose().len() < MIN_SESSION_SECRET {
@@ -662,6 +677,10 @@ fn session(
                 refresh: s.refresh.unwrap_or(true),
                 store,
                 redis_url,
+                redis_key_prefix: s
+                    .redis_key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "portcullis:".to_owned()),
             })
         }
         None => {

@@ -169,7 +169,11 @@ pub struct SessionSettings {
     pub same_site: SameSite,
     pub refresh: bool,
     pub store: SessionStoreKind,
-    pub redis_url: Option<Url>,
+    /// `redis_url` (or `redis_url_file`): a `redis://` or `rediss://` URL, which may hold a
+    /// password, so it is kept as a secret.
+    pub redis_url: Option<Secret>,
+    /// `redis_key_prefix`: every key the gateway writes starts with it.
+    pub redis_key_prefix: String,
     /// `previous_secrets`: cookies sealed with one of these are opened and re-sealed with
     /// `secret`.
     pub previous_secrets: Vec<Secret>,

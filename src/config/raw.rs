@@ -99,7 +99,11 @@ pub struct RawSession {
     pub same_site: Option<String>,
     pub refresh: Option<bool>,
     pub store: Option<String>,
+    #[serde(deserialize_with = "scalar_string")]
     pub redis_url: Option<String>,
+    pub redis_url_file: Option<String>,
+    pub redis_urls: Option<Vec<String>>,
+    pub redis_key_prefix: Option<String>,
     /// Older secrets: cookies sealed with them are still opened, then re-sealed.
     pub previous_secrets: Vec<String>,
 }

@@ -8,7 +8,9 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::redirect::query_param;
+use crate::auth::authenticate::store_cookie;
 use crate::auth::oidc::Tokens;
+use crate::auth::session::SealedSession;
 use crate::auth::refresh::access_token_expiry;
 use crate::auth::session::{random_token, SessionData, LOGIN_TTL};
 use crate::context::RequestContext;
@@ -66,12 +68,27 @@ pub async fn handle(
     {
         ctx.subject = Some(sub);
     }
-    let previous = match codec.open(req.headers()) {
-        crate::auth::session::SessionLookup::Valid { chunks, .. }
-        | crate::auth::session::SessionLookup::Invalid { chunks } => chunks,
-        crate::auth::session::SessionLookup::None => 0,
+    let previous = match codec.read(req.headers()) {
+        SealedSession::Sealed { chunks, .. } | SealedSession::Malformed { chunks } => chunks,
+        SealedSession::None => 0,
     };
-    ctx.set_cookies.extend(codec.seal(&data, previous));
+    let cookies = match &gw.store {
+        Some(store) => {
+            // Written before the browser learns of it: any replica serves its next request.
+            let sealed = codec
+                .seal_stored(&data)
+                .ok_or(Denial::LoginFailed("the session could not be sealed"))?;
+            let ttl = std::time::Duration::from_secs(data.exp.saturating_sub(data.iat));
+            let sub = ctx.subject.as_deref().unwrap_or("");
+            store
+                .put(&data.sid, sub, sealed, ttl)
+                .await
+                .map_err(|_| Denial::StoreUnavailable)?;
+            store_cookie(codec, &data, previous)
+        }
+        None => codec.seal(&data, previous),
+    };
+    ctx.set_cookies.extend(cookies);
     gw.metrics.session_started();
     ctx.reason = "login_complete";
     Ok(redirect(&login.rd))

@@ -11,6 +11,8 @@ use url::Url;
 
 use super::redirect::{query_param, validate};
 use crate::auth::session::SessionLookup;
+use crate::auth::session::{SealedSession, SessionCodec};
+use crate::auth::store::RedisStore;
 use crate::context::RequestContext;
 use crate::forward::headers::SEC_FETCH_SITE;
 use crate::gateway::{Gateway, Runtime};
@@ -50,7 +52,9 @@ pub async fn handle(
     }
 
     let mut id_token = None;
-    if let Some(codec) = &rt.session {
+    if let (Some(codec), Some(store)) = (&rt.session, &gw.store) {
+        id_token = end_stored(gw, codec, store, ctx, req.headers()).await?;
+    } else if let Some(codec) = &rt.session {
         match codec.open(req.headers()) {
             SessionLookup::Valid { data, chunks, .. } => {
                 codec.revoke(&data.sid, data.exp);
@@ -108,4 +112,35 @@ fn confirmation(auth_prefix: &str, rd: &str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Logout with the Redis store: the session is deleted from the store (so no replica
+/// serves it again) before the answer is sent. Returns its ID token for the provider.
+async fn end_stored(
+    gw: &Gateway,
+    codec: &SessionCodec,
+    store: &RedisStore,
+    ctx: &mut RequestContext,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Denial> {
+    let (sealed, chunks) = match codec.read(headers) {
+        SealedSession::None => return Ok(None),
+        SealedSession::Malformed { chunks } => {
+            ctx.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        }
+        SealedSession::Sealed { sealed, chunks } => (sealed, chunks),
+    };
+    ctx.set_cookies.extend(codec.clear(chunks));
+    let Some((r, _)) = codec.open_ref(&sealed) else {
+        return Ok(None);
+    };
+    let unavailable = |_| Denial::StoreUnavailable;
+    let stored = store.get(&r.sid).await.map_err(unavailable)?;
+    if store.delete(&r.sid).await.map_err(unavailable)? {
+        gw.metrics.session_ended("logout");
+    }
+    Ok(stored
+        .and_then(|v| codec.open_stored(&r.sid, &v))
+        .map(|d| d.id_token))
 }

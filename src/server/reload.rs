@@ -95,6 +95,23 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     if o.tokens.jwks_refresh != n.tokens.jwks_refresh {
         return Err(refuse("tokens.jwks_refresh", "the key refresh interval"));
     }
+    let store = |c: &config::Config| {
+        c.session.as_ref().map(|s| {
+            (
+                s.store,
+                s.redis_url.as_ref().map(|u| u.expose().to_owned()),
+                s.redis_key_prefix.clone(),
+            )
+        })
+    };
+    let redis = |c: &config::Config| {
+        c.session
+            .as_ref()
+            .is_some_and(|s| s.store == config::SessionStoreKind::Redis)
+    };
+    if (redis(o) || redis(n)) && store(o) != store(n) {
+        return Err(refuse("session.store", "the Redis session store"));
+    }
     let mut restart = Vec::new();
     let s = (&o.server, &n.server);
     if s.0.listen != s.1.listen {

@@ -1,0 +1,212 @@
+//! The Redis session store (`session.store = "redis"`): sessions shared by every replica.
+//!
+//! Keys, all under `session.redis_key_prefix`:
+//!
+//! | key | value | TTL |
+//! | --- | --- | --- |
+//! | `s:<sid>` | the session, sealed with the session key (AES-256-GCM, bound to the key's name) | the session's remaining lifetime |
+//! | `lock:<sid>` | a refresh in progress on some replica | a few seconds |
+//! | `sub:<sub>` | a set of the subject's session ids (for administration and back-channel logout) | the longest of them |
+//!
+//! Redis never holds a token in clear. One connection manager serves every request and
+//! reconnects by itself; a background check keeps [`RedisStore::is_healthy`] current for
+//! `/readyz`. A failed operation is a [`StoreError`]: the request that needed the session
+//! gets a 503, never a silent "no session".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use crate::metrics::Metrics;
+
+/// How long one Redis operation may take before the request gets its 503.
+const OP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a replica may hold the refresh lock of a session.
+pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
+
+/// Redis did not answer, or answered with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session store is unavailable")]
+pub struct StoreError;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    healthy: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisStore {
+    /// Prepares the connection (made on first use, remade after failures). Fails only on
+    /// a URL the client cannot use.
+    pub fn new(url: &str, prefix: &str, metrics: Arc<Metrics>) -> Result<Arc<RedisStore>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("session.redis_url: {:?}", e.kind()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("session.redis_url: {:?}", e.kind()))?;
+        Ok(Arc::new(RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            healthy: AtomicBool::new(false),
+            metrics,
+        }))
+    }
+
+    /// Did the last health check (a `PING` every `every`) get an answer?
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Pings Redis until the store is dropped; the first answer makes the gateway ready.
+    pub fn watch_health(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(store) = weak.upgrade() else { return };
+                let ok = store
+                    .run("ping", |mut c| async move {
+                        redis::cmd("PING").query_async::<String>(&mut c).await
+                    })
+                    .await
+                    .is_ok();
+                if store.healthy.swap(ok, Ordering::Relaxed) != ok {
+                    if ok {
+                        tracing::info!("the session store answers");
+                    } else {
+                        tracing::warn!("the session store does not answer");
+                    }
+                }
+                drop(store);
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// One operation, timed and counted.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let start = Instant::now();
+        let result = tokio::time::timeout(OP_TIMEOUT, f(self.conn.clone())).await;
+        self.metrics.store_op(op, start.elapsed());
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::debug!(op, error = ?e.kind(), "session store error");
+                self.metrics.store_error(op);
+                Err(StoreError)
+            }
+            Err(_) => {
+                tracing::debug!(op, "session store timeout");
+                self.metrics.store_error(op);
+                Err(StoreError)
+            }
+        }
+    }
+
+    /// The sealed session `sid`, if it exists.
+    pub async fn get(&self, sid: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key("s", sid);
+        self.run("get", |mut c| async move { c.get(key).await }).await
+    }
+
+    /// Stores the sealed session for `ttl` and records it under its subject.
+    pub async fn put(&self, sid: &str, sub: &str, sealed: String, ttl: Duration) -> Result<(), StoreError> {
+        let key = self.key("s", sid);
+        let index = self.key("sub", sub);
+        let secs = ttl.as_secs().max(1);
+        let sid = sid.to_owned();
+        self.run("put", |mut c| async move {
+            redis::pipe()
+                .atomic()
+                .set_ex(&key, sealed, secs)
+                .ignore()
+                .sadd(&index, sid)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(secs)
+                .arg("GT")
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(secs)
+                .arg("NX")
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Replaces a session's value, keeping its TTL; false when it no longer exists (ended
+    /// meanwhile), in which case nothing is written.
+    pub async fn replace(&self, sid: &str, sealed: String) -> Result<bool, StoreError> {
+        let key = self.key("s", sid);
+        self.run("replace", |mut c| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(sealed)
+                .arg("XX")
+                .arg("KEEPTTL")
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
+    /// Ends session `sid` on every replica.
+    pub async fn delete(&self, sid: &str) -> Result<bool, StoreError> {
+        let key = self.key("s", sid);
+        self.run("delete", |mut c| async move {
+            let n: u64 = c.del(key).await?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// The session ids recorded for `sub` (some may have ended already).
+    pub async fn sessions_of(&self, sub: &str) -> Result<Vec<String>, StoreError> {
+        let index = self.key("sub", sub);
+        self.run("members", |mut c| async move { c.smembers(index).await })
+            .await
+    }
+
+    /// Takes the refresh lock of `sid` for [`REFRESH_LOCK`]; false if another replica holds it.
+    pub async fn lock_refresh(&self, sid: &str) -> Result<bool, StoreError> {
+        let key = self.key("lock", sid);
+        self.run("lock", |mut c| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(REFRESH_LOCK.as_millis()).unwrap_or(10_000))
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
+    pub async fn unlock_refresh(&self, sid: &str) {
+        let key = self.key("lock", sid);
+        let _ = self
+            .run("unlock", |mut c| async move { c.del::<_, u64>(key).await })
+            .await;
+    }
+}
