@@ -122,10 +122,7 @@ impl Gateway {
         let revocations = Arc::new(Revocations::default());
         let store = match config.session.as_ref() {
             Some(s) if s.store == SessionStoreKind::Redis => {
-                let url = s
-                    .redis_url
-                    .as_ref()
-                    .ok_or("session.redis_url: missing")?;
+                let url = s.redis_url.as_ref().ok_or("session.redis_url: missing")?;
                 let store = RedisStore::new(url.expose(), &s.redis_key_prefix, metrics.clone())?;
                 store.watch_health(std::time::Duration::from_secs(1));
                 Some(store)

@@ -100,11 +100,11 @@ async fn a_rotated_secret_keeps_sessions_and_reseals_them() {
 fn check_names_bad_previous_secrets() {
     let toml = support::config_toml("http://127.0.0.1:1/realms/x", "http://127.0.0.1:2", "")
         .replace(
-        &format!("secret = \"{SESSION_SECRET}\""),
-        &format!(
+            &format!("secret = \"{SESSION_SECRET}\""),
+            &format!(
             "secret = \"{SESSION_SECRET}\"\nprevious_secrets = [\"short\", \"{SESSION_SECRET}\"]"
         ),
-    );
+        );
     let errors = portcullis::config::load_figment(figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(&toml),
     ))

@@ -310,7 +310,11 @@ async fn wait_for_refresh(
 }
 
 /// The cookie of a session kept in the store.
-pub fn store_cookie(codec: &SessionCodec, data: &SessionData, previous_chunks: usize) -> Vec<String> {
+pub fn store_cookie(
+    codec: &SessionCodec,
+    data: &SessionData,
+    previous_chunks: usize,
+) -> Vec<String> {
     codec.seal_ref(
         &SessionRef {
             sid: data.sid.clone(),

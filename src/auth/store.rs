@@ -43,7 +43,8 @@ impl RedisStore {
     /// Prepares the connection (made on first use, remade after failures). Fails only on
     /// a URL the client cannot use.
     pub fn new(url: &str, prefix: &str, metrics: Arc<Metrics>) -> Result<Arc<RedisStore>, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("session.redis_url: {:?}", e.kind()))?;
+        let client =
+            redis::Client::open(url).map_err(|e| format!("session.redis_url: {:?}", e.kind()))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
@@ -120,11 +121,18 @@ impl RedisStore {
     /// The sealed session `sid`, if it exists.
     pub async fn get(&self, sid: &str) -> Result<Option<String>, StoreError> {
         let key = self.key("s", sid);
-        self.run("get", |mut c| async move { c.get(key).await }).await
+        self.run("get", |mut c| async move { c.get(key).await })
+            .await
     }
 
     /// Stores the sealed session for `ttl` and records it under its subject.
-    pub async fn put(&self, sid: &str, sub: &str, sealed: String, ttl: Duration) -> Result<(), StoreError> {
+    pub async fn put(
+        &self,
+        sid: &str,
+        sub: &str,
+        sealed: String,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let key = self.key("s", sid);
         let index = self.key("sub", sub);
         let secs = ttl.as_secs().max(1);

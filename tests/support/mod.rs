@@ -12,6 +12,8 @@ use portcullis::testing::{EchoUpstream, Seen, TestIdp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod redis;
+
 pub const SESSION_SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
 /// The rules of the tutorial's resource server, plus an admin area and a two-scope rule.
