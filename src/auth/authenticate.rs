@@ -5,7 +5,9 @@
 //! to the cookie. `Authorization` with another scheme (Basic, ...) is not the gateway's:
 //! then the session cookie decides. A session whose access token expired is refreshed
 //! ([`super::refresh`]); one the provider no longer honours ends, and its cookies are
-//! cleared.
+//! cleared. So is one the provider ended by a back-channel logout (its `sid`, or its
+//! subject logged out after it was created; [`super::logout_token`]), on the fast path of
+//! an already decrypted cookie as well.
 //!
 //! [`Authenticate`] is what the decision ([`crate::decision::decide`]) asks for an
 //! identity: [`RequestAuth`] reads the request's own credential (the running gateway);
@@ -19,7 +21,7 @@ use http::header::HeaderMap;
 use super::bearer::{BearerValidator, TokenError};
 use super::jwks::JwksCache;
 use super::refresh::{Provider, Refresher};
-use super::session::{SealedSession, SessionCodec, SessionLookup};
+use super::session::{SealedSession, SessionCodec, SessionData, SessionLookup};
 use super::token_cache::{SessionCache, TokenCache};
 use super::{extract, Credential, Identity};
 use crate::config::TokenSettings;
@@ -141,7 +143,7 @@ impl RequestAuth<'_> {
         if let Some(hit) = s.cache.get(&key) {
             let now = crate::unix_now();
             let fresh = hit.data.at_exp.is_none_or(|t| t > now.saturating_add(5)) || !refreshes;
-            if hit.data.exp > now && fresh && !s.codec.is_revoked(&hit.data.sid) {
+            if hit.data.exp > now && fresh && !ended(s.codec, &hit.data, &hit.identity) {
                 return Some(hit.identity.clone());
             }
         }
@@ -153,11 +155,18 @@ impl RequestAuth<'_> {
             }
             SessionLookup::Valid { data, chunks } => (data, chunks),
         };
+        let identity = Identity::from_session(&data, self.tokens)?;
+        if ended(s.codec, &data, &identity) {
+            // Ended by the provider (back-channel logout): like a revoked session.
+            s.codec.revoke(&data.sid, data.exp);
+            self.set_cookies.extend(s.codec.clear(chunks));
+            return None;
+        }
         let expired = data
             .at_exp
             .is_some_and(|t| t <= crate::unix_now().saturating_add(5));
         if !(expired && refreshes && data.refresh_token.is_some()) {
-            let identity = Arc::new(Identity::from_session(&data, self.tokens)?);
+            let identity = Arc::new(identity);
             s.cache.insert(key, data, identity.clone());
             return Some(identity);
         }
@@ -175,4 +184,14 @@ impl RequestAuth<'_> {
             }
         }
     }
+}
+
+/// Is the session over: revoked here, or ended by a back-channel logout (by the `sid` and
+/// `sub` of its identity: the ID token's claims, completed by the access token's)?
+fn ended(codec: &SessionCodec, data: &SessionData, identity: &Identity) -> bool {
+    let sid = identity
+        .claims
+        .get("sid")
+        .and_then(serde_json::Value::as_str);
+    codec.is_ended(data, sid, &identity.subject)
 }
