@@ -15,7 +15,7 @@
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
 //! - [`pipeline`]: the phases in order (the only place they are sequenced), one call each.
 //! - [`endpoints`]: the gateway's own endpoints under `auth_prefix` (login, callback,
-//!   logout, userinfo, forward-auth).
+//!   logout, back-channel logout, userinfo, forward-auth).
 //! - [`admission`]: a live request's verdict, recorded in its context; a browser that may
 //!   log in becomes a login.
 //! - [`gateway`]: the long-lived state (runtime per configuration, keys, metrics).
@@ -28,7 +28,7 @@
 //! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
 //! - [`authz`]: the pure decision of one rule for one identity.
 //! - [`auth`]: authentication (bearer tokens read strictly by [`auth::jose`], session
-//!   cookies with single-flight refresh), the provider's keys.
+//!   cookies with single-flight refresh), logout tokens, the provider's keys.
 //! - [`context`]: what one request carries through the phases.
 //! - [`config`]: compiled configuration types; loading, raw tree, compilation, diagnostics.
 //! - [`rules`]: the compiled rule table and its precedence.

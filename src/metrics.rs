@@ -133,7 +133,7 @@ impl Metrics {
         let sessions_ended = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "sessions_ended",
-            "Browser sessions ended by logout or by a refresh the provider refused",
+            "Browser sessions ended by logout, by a refresh the provider refused, or by a back-channel logout token",
             sessions_ended.clone(),
         );
         let sessions_cached = IntGauge::default();

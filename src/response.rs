@@ -15,6 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::bearer::TokenError;
+use crate::auth::logout_token::LogoutTokenError;
 use crate::auth::AuthError;
 use crate::authority::AuthorityError;
 use crate::authz::{AllowReason, DenyReason};
@@ -106,6 +107,8 @@ pub enum Denial {
     PayloadTooLarge,
     /// The login could not be completed (bad state, provider error); no session.
     LoginFailed(&'static str),
+    /// A back-channel logout request whose form or logout token was refused.
+    InvalidLogoutToken(LogoutTokenError),
 }
 
 impl From<crate::method_override::OverrideError> for Denial {
@@ -236,6 +239,7 @@ impl Denial {
             Denial::MethodNotAllowed => "method_not_allowed",
             Denial::PayloadTooLarge => "payload_too_large",
             Denial::LoginFailed(_) => "login_failed",
+            Denial::InvalidLogoutToken(_) => "invalid_logout_token",
         }
     }
 
@@ -380,6 +384,12 @@ impl Denial {
                 StatusCode::BAD_REQUEST,
                 "login_failed",
                 format!("the login could not be completed: {why}"),
+                None,
+            ),
+            Denial::InvalidLogoutToken(why) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                why.to_string(),
                 None,
             ),
         }

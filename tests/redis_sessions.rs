@@ -274,3 +274,32 @@ fn check_validates_the_redis_keys_with_their_paths() {
     ))
     .is_empty());
 }
+
+/// A back-channel logout delivered to one replica ends the session on every replica.
+#[tokio::test]
+async fn a_back_channel_logout_on_one_replica_ends_the_session_on_both() {
+    let r = replicas().await;
+    let alice = login(&r.a, "alice", &r.idp).await;
+    let cookie = cookie_header(&alice);
+    let sid = r.idp.last_sid().expect("the provider's session id");
+    let bob = login(&r.a, "bob", &r.idp).await;
+    let bob_cookie = cookie_header(&bob);
+
+    let token = r.idp.mint_logout(&r.idp.logout_token(None, Some(&sid)));
+    let body = format!("logout_token={token}");
+    let req = format!(
+        "POST /oauth2/backchannel-logout HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        r.b.addr,
+        body.len()
+    );
+    let answer = support::raw(r.b.addr, req.as_bytes()).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for gw in [&r.a, &r.b] {
+        assert_eq!(with_cookie(gw, "/profile", &cookie).await.status, 401);
+        assert_eq!(
+            with_cookie(gw, "/profile", &bob_cookie).await.status,
+            200,
+            "bob stays"
+        );
+    }
+}

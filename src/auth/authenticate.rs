@@ -5,7 +5,9 @@
 //! to the cookie. `Authorization` with another scheme (Basic, ...) is not the gateway's:
 //! then the session cookie decides. A session whose access token expired is refreshed
 //! ([`super::refresh`]); one the provider no longer honours ends, and its cookies are
-//! cleared.
+//! cleared. So is one the provider ended by a back-channel logout (its `sid`, or its
+//! subject logged out after it was created; [`super::logout_token`]), on the fast path of
+//! an already decrypted cookie as well.
 //!
 //! [`Authenticate`] is what the decision ([`crate::decision::decide`]) asks for an
 //! identity: [`RequestAuth`] reads the request's own credential (the running gateway);
@@ -150,7 +152,7 @@ impl RequestAuth<'_> {
         if let Some(hit) = s.cache.get(&key) {
             let now = crate::unix_now();
             let fresh = hit.data.at_exp.is_none_or(|t| t > now.saturating_add(5)) || !refreshes;
-            if hit.data.exp > now && fresh && !s.codec.is_revoked(&hit.data.sid) {
+            if hit.data.exp > now && fresh && !ended(s.codec, &hit.data, &hit.identity) {
                 return Some(hit.identity.clone());
             }
         }
@@ -166,6 +168,13 @@ impl RequestAuth<'_> {
                 stale,
             } => (data, chunks, stale),
         };
+        let identity = Identity::from_session(&data, self.tokens)?;
+        if ended(s.codec, &data, &identity) {
+            // Ended by the provider (back-channel logout): like a revoked session.
+            s.codec.revoke(&data.sid, data.exp);
+            self.set_cookies.extend(s.codec.clear(chunks));
+            return None;
+        }
         let expired = data
             .at_exp
             .is_some_and(|t| t <= crate::unix_now().saturating_add(5));
@@ -174,7 +183,7 @@ impl RequestAuth<'_> {
                 // Sealed with a previous secret: from now on it carries the current one.
                 self.set_cookies.extend(s.codec.seal(&data, chunks));
             }
-            let identity = Arc::new(Identity::from_session(&data, self.tokens)?);
+            let identity = Arc::new(identity);
             s.cache.insert(key, data, identity.clone());
             return Some(identity);
         }
@@ -192,6 +201,16 @@ impl RequestAuth<'_> {
             }
         }
     }
+}
+
+/// Is the session over: revoked here, or ended by a back-channel logout (by the `sid` and
+/// `sub` of its identity: the ID token's claims, completed by the access token's)?
+fn ended(codec: &SessionCodec, data: &SessionData, identity: &Identity) -> bool {
+    let sid = identity
+        .claims
+        .get("sid")
+        .and_then(serde_json::Value::as_str);
+    codec.is_ended(data, sid, &identity.subject)
 }
 
 impl From<StoreError> for AuthError {
@@ -233,6 +252,10 @@ impl RequestAuth<'_> {
             self.set_cookies.extend(codec.clear(chunks));
             return Ok(None);
         };
+        if Identity::from_session(&data, self.tokens).is_some_and(|id| ended(codec, &data, &id)) {
+            self.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        }
         if stale {
             self.set_cookies.extend(codec.seal_ref(&r, chunks));
         }

@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::jose::{self, ClaimShape, JoseError};
-use super::jwks::JwksCache;
+use super::jwks::{JwksCache, SignatureError};
 use crate::config::{OidcSettings, TokenSettings};
 
 /// Largest token accepted, to bound the work an attacker can ask for.
@@ -119,30 +119,14 @@ impl BearerValidator {
         let (alg, kid) = self.inspect(token)?;
         let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
         jose::check_shapes(&claims).map_err(shape_error)?;
-        if !jwks.is_ready() {
-            return Err(TokenError::KeysUnavailable);
-        }
-        let mut keys = jwks.keys().candidates(kid.as_deref(), alg);
-        if keys.is_empty() {
-            if let Some(k) = kid.as_deref() {
-                keys = jwks
-                    .refetch_for_unknown_kid(k)
-                    .await
-                    .candidates(Some(k), alg);
-            }
-        }
-        if keys.is_empty() {
-            return Err(TokenError::UnknownKey);
-        }
-        let (h, p, sig) = jose::split(token).map_err(|_| TokenError::Malformed)?;
-        // `split` returned sub-slices of `token`: the signed message is its first two parts.
-        let message = &token.as_bytes()[..h.len() + 1 + p.len()];
-        let verified = keys
-            .iter()
-            .any(|key| jsonwebtoken::crypto::verify(sig, message, &key.key, alg).unwrap_or(false));
-        if !verified {
-            return Err(TokenError::Signature);
-        }
+        jwks.verify_signature(token, alg, kid.as_deref())
+            .await
+            .map_err(|e| match e {
+                SignatureError::KeysUnavailable => TokenError::KeysUnavailable,
+                SignatureError::UnknownKey => TokenError::UnknownKey,
+                SignatureError::Malformed => TokenError::Malformed,
+                SignatureError::Invalid => TokenError::Signature,
+            })?;
         self.check_claims(claims)
     }
 

@@ -156,6 +156,35 @@ fn signing_alg(ka: KeyAlgorithm) -> Option<Algorithm> {
     })
 }
 
+/// Why a token's signature was not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The provider's keys were never fetched.
+    KeysUnavailable,
+    /// No key fits the token's `kid` and `alg` (after at most one refetch).
+    UnknownKey,
+    /// Not a compact JWS.
+    Malformed,
+    /// No fitting key verifies the signature.
+    Invalid,
+}
+
+/// Verifies the signature of a compact JWS with any of `keys` (already chosen for its
+/// `kid` and `alg`).
+pub fn verify_with(token: &str, alg: Algorithm, keys: &[Arc<Key>]) -> Result<(), SignatureError> {
+    let (h, p, sig) = super::jose::split(token).map_err(|_| SignatureError::Malformed)?;
+    // `split` returned sub-slices of `token`: the signed message is its first two parts.
+    let message = &token.as_bytes()[..h.len() + 1 + p.len()];
+    let verified = keys
+        .iter()
+        .any(|key| jsonwebtoken::crypto::verify(sig, message, &key.key, alg).unwrap_or(false));
+    if verified {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid)
+    }
+}
+
 /// Discovery and keys of the configured issuer, shared by every request.
 pub struct JwksCache {
     issuer: String,
@@ -268,6 +297,32 @@ impl JwksCache {
     /// login or a refresh is worth a wait of a few seconds, and they come at human rates.
     pub async fn refetch_for_unknown_kid_patiently(&self, kid: &str) -> Arc<KeySet> {
         self.refetch(kid, true).await
+    }
+
+    /// Verifies a token's signature with the issuer's keys for its `kid` and `alg`; a
+    /// `kid` the current set lacks makes [`JwksCache::refetch_for_unknown_kid`] run.
+    pub async fn verify_signature(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        if !self.is_ready() {
+            return Err(SignatureError::KeysUnavailable);
+        }
+        let mut keys = self.keys().candidates(kid, alg);
+        if keys.is_empty() {
+            if let Some(k) = kid {
+                keys = self
+                    .refetch_for_unknown_kid(k)
+                    .await
+                    .candidates(Some(k), alg);
+            }
+        }
+        if keys.is_empty() {
+            return Err(SignatureError::UnknownKey);
+        }
+        verify_with(token, alg, &keys)
     }
 
     async fn refetch(&self, kid: &str, patient: bool) -> Arc<KeySet> {

@@ -8,6 +8,7 @@ pub mod authenticate;
 pub mod bearer;
 pub mod jose;
 pub mod jwks;
+pub mod logout_token;
 pub mod oidc;
 pub mod provider;
 pub mod refresh;

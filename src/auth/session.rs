@@ -36,6 +36,9 @@ const MAX_CHUNKS: usize = 12;
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Most revoked session ids kept (the cache evicts beyond it).
 const MAX_REVOKED: usize = 100_000;
+/// Most entries in each back-channel logout record (ended provider sessions, logged-out
+/// subjects, used logout-token ids).
+const MAX_ENDED: usize = 100_000;
 
 /// What a session cookie holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,14 +96,27 @@ pub enum SessionLookup {
 /// Session ids that must not be accepted again (logged out), each until the session
 /// would have expired anyway: an entry holds its expiry and counts as absent after it.
 /// Outlives configuration reloads.
+///
+/// Back-channel logouts add three records, each bounded and each entry with its own
+/// expiry: the provider's session ids (`sid`) that ended, the subjects logged out with
+/// the time of that logout, and the `jti`s of logout tokens already used.
 pub struct Revocations {
     ids: Cache<String, u64>,
+    /// Provider `sid` -> until when the record is kept.
+    provider_sids: Cache<String, u64>,
+    /// `sub` -> (logout time, until when the record is kept).
+    subjects: Cache<String, (u64, u64)>,
+    /// Logout-token `jti` -> until when it counts as used.
+    logout_jtis: Cache<String, u64>,
 }
 
 impl Default for Revocations {
     fn default() -> Self {
         Revocations {
             ids: Cache::new(MAX_REVOKED),
+            provider_sids: Cache::new(MAX_ENDED),
+            subjects: Cache::new(MAX_ENDED),
+            logout_jtis: Cache::new(MAX_ENDED),
         }
     }
 }
@@ -134,6 +150,86 @@ impl Revocations {
             }
             EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
         }
+    }
+}
+
+/// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): what the provider ended.
+impl Revocations {
+    /// Ends every session created with this provider session id, until `keep_until`.
+    pub fn end_provider_session(&self, sid: &str, keep_until: u64) {
+        let entry = self.provider_sids.entry(sid, None, |_, until| {
+            *until = (*until).max(keep_until);
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(guard) = entry {
+            let _ = guard.insert(keep_until);
+        }
+    }
+
+    /// Ends every session of `sub` created at or before `at`, remembered until
+    /// `keep_until`. A later logout of the same subject moves the time forward, never
+    /// back.
+    pub fn end_subject(&self, sub: &str, at: u64, keep_until: u64) {
+        let entry = self.subjects.entry(sub, None, |_, (t, until)| {
+            *t = (*t).max(at);
+            *until = (*until).max(keep_until);
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(guard) = entry {
+            let _ = guard.insert((at, keep_until));
+        }
+    }
+
+    /// Is a session over: its own id revoked, its provider session ended, or its subject
+    /// logged out at or after the session was created (`session_iat`)?
+    pub fn is_ended(
+        &self,
+        session_id: &str,
+        provider_sid: Option<&str>,
+        sub: &str,
+        session_iat: u64,
+    ) -> bool {
+        if self.contains(session_id) {
+            return true;
+        }
+        let t = now();
+        if provider_sid.is_some_and(|sid| self.provider_sids.get(sid).is_some_and(|u| u > t)) {
+            return true;
+        }
+        self.subjects
+            .get(sub)
+            .is_some_and(|(at, until)| until > t && session_iat <= at)
+    }
+
+    /// Marks a logout token's `jti` used until `exp`; false if it was used already.
+    /// Atomic, like [`Revocations::first_use`].
+    pub fn first_logout_token(&self, jti: &str, exp: u64) -> bool {
+        let t = now();
+        let entry = self.logout_jtis.entry(jti, Some(Duration::ZERO), |_, e| {
+            if *e > t {
+                EntryAction::Retain(())
+            } else {
+                EntryAction::ReplaceWithGuard
+            }
+        });
+        match entry {
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
+                let _ = guard.insert(exp);
+                true
+            }
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
+        }
+    }
+}
+
+/// Back-channel logout, seen from one session.
+impl SessionCodec {
+    /// Is this session over: revoked here, or ended by the provider (its `sid`, or a
+    /// logout of its subject after it was created)? `provider_sid` and `sub` are the
+    /// claims of the ID token the session holds.
+    pub fn is_ended(&self, data: &SessionData, provider_sid: Option<&str>, sub: &str) -> bool {
+        self.revoked
+            .is_ended(&data.sid, provider_sid, sub, data.iat)
     }
 }
 

@@ -7,6 +7,7 @@
 //! | `s:<sid>` | the session, sealed with the session key (AES-256-GCM, bound to the key's name) | the session's remaining lifetime |
 //! | `lock:<sid>` | a refresh in progress on some replica | a few seconds |
 //! | `sub:<sub>` | a set of the subject's session ids (for administration and back-channel logout) | the longest of them |
+//! | `psid:<sid>` | a set of the session ids made in the provider's session `sid` (back-channel logout) | the longest of them |
 //!
 //! Redis never holds a token in clear. One connection manager serves every request and
 //! reconnects by itself; a background check keeps [`RedisStore::is_healthy`] current for
@@ -125,37 +126,32 @@ impl RedisStore {
             .await
     }
 
-    /// Stores the sealed session for `ttl` and records it under its subject.
+    /// Stores the sealed session for `ttl` and records it under its subject and under the
+    /// provider's session id (the ID token's `sid`).
     pub async fn put(
         &self,
         sid: &str,
         sub: &str,
+        provider_sid: Option<&str>,
         sealed: String,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let key = self.key("s", sid);
-        let index = self.key("sub", sub);
+        let mut indexes = vec![self.key("sub", sub)];
+        indexes.extend(provider_sid.map(|p| self.key("psid", p)));
         let secs = ttl.as_secs().max(1);
         let sid = sid.to_owned();
         self.run("put", |mut c| async move {
-            redis::pipe()
-                .atomic()
-                .set_ex(&key, sealed, secs)
-                .ignore()
-                .sadd(&index, sid)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&index)
-                .arg(secs)
-                .arg("GT")
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&index)
-                .arg(secs)
-                .arg("NX")
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
+            let mut pipe = redis::pipe();
+            pipe.atomic().set_ex(&key, sealed, secs).ignore();
+            for index in &indexes {
+                // The index lives as long as its longest session.
+                pipe.sadd(index, &sid).ignore();
+                for cond in ["GT", "NX"] {
+                    pipe.cmd("EXPIRE").arg(index).arg(secs).arg(cond).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut c).await
         })
         .await
     }
@@ -187,9 +183,10 @@ impl RedisStore {
         .await
     }
 
-    /// The session ids recorded for `sub` (some may have ended already).
-    pub async fn sessions_of(&self, sub: &str) -> Result<Vec<String>, StoreError> {
-        let index = self.key("sub", sub);
+    /// The session ids recorded for a subject (`by` = `"sub"`) or a provider session
+    /// (`"psid"`); some may have ended already.
+    pub async fn sessions_of(&self, by: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        let index = self.key(by, id);
         self.run("members", |mut c| async move { c.smembers(index).await })
             .await
     }

@@ -80,8 +80,10 @@ pub async fn handle(
                 .ok_or(Denial::LoginFailed("the session could not be sealed"))?;
             let ttl = std::time::Duration::from_secs(data.exp.saturating_sub(data.iat));
             let sub = ctx.subject.as_deref().unwrap_or("");
+            let provider_sid = crate::auth::oidc::jwt_payload(&data.id_token)
+                .and_then(|c| c.get("sid").and_then(|v| v.as_str().map(str::to_owned)));
             store
-                .put(&data.sid, sub, sealed, ttl)
+                .put(&data.sid, sub, provider_sid.as_deref(), sealed, ttl)
                 .await
                 .map_err(|_| Denial::StoreUnavailable)?;
             store_cookie(codec, &data, previous)

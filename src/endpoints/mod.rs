@@ -1,6 +1,8 @@
-//! The gateway's own endpoints under `server.auth_prefix` (default `/oauth2`). Requests
-//! here never reach the rules or the upstream.
+//! The gateway's own endpoints under `server.auth_prefix` (default `/oauth2`): login,
+//! callback, logout, back-channel logout, userinfo, forward-auth. Requests here never
+//! reach the rules or the upstream.
 
+mod backchannel;
 mod callback;
 mod forward_auth;
 pub mod login;
@@ -23,6 +25,8 @@ pub enum Endpoint {
     Logout,
     UserInfo,
     ForwardAuth,
+    /// `POST /backchannel-logout`: OpenID Connect Back-Channel Logout.
+    BackchannelLogout,
     /// Under the prefix but not an endpoint: 404, never forwarded.
     Unknown,
 }
@@ -39,6 +43,7 @@ pub fn route(prefix: &str, path: &str) -> Option<Endpoint> {
         "/logout" => Endpoint::Logout,
         "/userinfo" => Endpoint::UserInfo,
         "/auth" => Endpoint::ForwardAuth,
+        "/backchannel-logout" => Endpoint::BackchannelLogout,
         _ => Endpoint::Unknown,
     })
 }
@@ -56,6 +61,7 @@ pub async fn handle(
         Endpoint::Login => login::handle(gw, rt, ctx, req).await,
         Endpoint::Callback => callback::handle(gw, rt, ctx, req).await,
         Endpoint::Logout => logout::handle(gw, rt, ctx, req).await,
+        Endpoint::BackchannelLogout => backchannel::handle(gw, rt, ctx, req).await,
         Endpoint::Unknown => Err(Denial::NotFound),
     }
 }

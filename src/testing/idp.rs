@@ -78,6 +78,8 @@ struct State {
     refresh_fails: AtomicBool,
     refreshes: AtomicUsize,
     logouts: Mutex<Vec<String>>,
+    /// The `sid` of the last completed login (each login gets a new one; refreshes keep it).
+    last_sid: Mutex<Option<String>>,
     /// Keys published in the JWKS; the last one signs.
     keys: Mutex<Vec<Arc<SigningKey>>>,
     jwks_fetches: AtomicUsize,
@@ -114,6 +116,7 @@ impl TestIdp {
             refresh_fails: AtomicBool::new(false),
             refreshes: AtomicUsize::new(0),
             logouts: Mutex::new(Vec::new()),
+            last_sid: Mutex::new(None),
             keys: Mutex::new(vec![Arc::new(key)]),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
@@ -189,6 +192,42 @@ impl TestIdp {
     /// Query strings of the end-session requests received.
     pub fn logouts(&self) -> Vec<String> {
         self.state.logouts.lock().unwrap().clone()
+    }
+
+    /// The provider session id (`sid` of the ID tokens) of the last completed login.
+    pub fn last_sid(&self) -> Option<String> {
+        self.state.last_sid.lock().unwrap().clone()
+    }
+
+    /// Claims of a back-channel logout token for this provider and the client `gateway`:
+    /// `iss`, `aud`, `iat`, a fresh `jti`, the logout event, and `sub` and `sid` as given.
+    pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>) -> Value {
+        let mut v = json!({
+            "iss": self.issuer(),
+            "aud": "gateway",
+            "iat": super::now(),
+            "jti": crate::auth::session::random_token(12),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        if let Some(o) = v.as_object_mut() {
+            if let Some(sub) = sub {
+                o.insert("sub".into(), json!(sub));
+            }
+            if let Some(sid) = sid {
+                o.insert("sid".into(), json!(sid));
+            }
+        }
+        v
+    }
+
+    /// Signs logout-token claims with the current key (RS256, `typ` `logout+jwt`, its
+    /// `kid`).
+    pub fn mint_logout(&self, claims: &Value) -> String {
+        let key = self.current_key();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("logout+jwt".into());
+        self.mint_with(&header, claims, &key.encoding)
     }
 
     /// The current signing key.
@@ -311,7 +350,7 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     u.to_string()
 }
 
-fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
+fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str, sid: &str) -> Value {
     let now = super::now();
     let extra = s
         .users
@@ -329,7 +368,7 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
     let mut id = json!({
         "iss": s.issuer, "sub": format!("{user}-id"), "aud": "gateway", "azp": "gateway",
         "iat": now, "exp": now + 300, "nonce": nonce, "typ": "ID",
-        "jti": crate::auth::session::random_token(12),
+        "jti": crate::auth::session::random_token(12), "sid": sid,
     });
     if let (Some(e), Some(a), Some(i)) = (extra.as_object(), at.as_object_mut(), id.as_object_mut())
     {
@@ -358,7 +397,7 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str) -> Value {
     s.refresh_tokens
         .lock()
         .unwrap()
-        .insert(refresh.clone(), format!("{user}\n{nonce}"));
+        .insert(refresh.clone(), format!("{user}\n{nonce}\n{sid}"));
     json!({
         "access_token": jsonwebtoken::encode(&header, &at, &key.encoding).expect("sign"),
         "id_token": id_token,
@@ -472,7 +511,13 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                             &json!({"error": "invalid_grant", "error_description": "PKCE or redirect_uri mismatch"}),
                         );
                     }
-                    json_response(StatusCode::OK, &issue_tokens(s, &key, &g.user, &g.nonce))
+                    // A new provider session per login.
+                    let sid = crate::auth::session::random_token(12);
+                    *s.last_sid.lock().unwrap() = Some(sid.clone());
+                    json_response(
+                        StatusCode::OK,
+                        &issue_tokens(s, &key, &g.user, &g.nonce, &sid),
+                    )
                 }
                 Some("refresh_token") => {
                     s.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -481,8 +526,11 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                         .and_then(|r| s.refresh_tokens.lock().unwrap().get(r).cloned());
                     match known {
                         Some(entry) if !s.refresh_fails.load(Ordering::SeqCst) => {
-                            let (user, nonce) = entry.split_once('\n').unwrap_or((&entry, ""));
-                            json_response(StatusCode::OK, &issue_tokens(s, &key, user, nonce))
+                            let mut parts = entry.splitn(3, '\n');
+                            let user = parts.next().unwrap_or("");
+                            let nonce = parts.next().unwrap_or("");
+                            let sid = parts.next().unwrap_or("");
+                            json_response(StatusCode::OK, &issue_tokens(s, &key, user, nonce, sid))
                         }
                         _ => json_response(
                             StatusCode::BAD_REQUEST,
