@@ -70,7 +70,8 @@ async fn run(
     }
 
     if let Some(endpoint) = endpoints::route(&rt.config.server.auth_prefix, path.as_str()) {
-        return endpoints::handle(endpoint, gw, rt, ctx, req).await;
+        // Boxed: the endpoints' futures (code exchange, logout) are large and rare.
+        return Box::pin(endpoints::handle(endpoint, gw, rt, ctx, req)).await;
     }
 
     let host = ctx.host.clone();

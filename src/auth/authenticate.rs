@@ -107,7 +107,9 @@ impl Authenticate for RequestAuth<'_> {
             Credential::Bearer(token) => self.bearer_identity(token).await.map(Some),
             Credential::OtherAuthorization | Credential::None => {
                 match self.sessions.as_ref().and_then(|s| s.store) {
-                    Some(store) => self.stored_identity(store, headers).await,
+                    // Boxed: the store's futures are large, and every request's future
+                    // would otherwise carry their size (and copy it).
+                    Some(store) => Box::pin(self.stored_identity(store, headers)).await,
                     None => Ok(self.session_identity(headers).await),
                 }
             }
@@ -122,9 +124,9 @@ impl RequestAuth<'_> {
             return Ok(id);
         }
         self.metrics.token_cache(false);
-        let claims = self
-            .bearer
-            .validate(token, self.jwks)
+        // Boxed: validation may fetch keys, a large future most requests never run (they
+        // hit the token cache).
+        let claims = Box::pin(self.bearer.validate(token, self.jwks))
             .await
             .inspect_err(|e| tracing::debug!(reason = %e, "bearer token refused"))?;
         let mut id = Identity::from_claims(claims, self.tokens);
@@ -187,7 +189,7 @@ impl RequestAuth<'_> {
             s.cache.insert(key, data, identity.clone());
             return Some(identity);
         }
-        match s.refresher.refresh(&s.provider, &data).await {
+        match Box::pin(s.refresher.refresh(&s.provider, &data)).await {
             Some(fresh) => {
                 self.set_cookies.extend(s.codec.seal(&fresh, chunks));
                 Identity::from_session(&fresh, self.tokens).map(Arc::new)

@@ -261,15 +261,29 @@ pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
         let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
             continue;
         };
-        // Parsed borrowing from the header: names and values are slices of it, nothing is
-        // copied. Pairs the parser refuses (no `=`, an empty name) are skipped.
-        for c in Cookie::split_parse(s).flatten() {
-            if let (Some(k), Some(v)) = (c.name_raw(), c.value_raw()) {
-                out.entry(k).or_insert(v);
-            }
+        for (name, value, _) in cookie_pairs(s) {
+            out.entry(name).or_insert(value);
         }
     }
     out
+}
+
+/// The `name=value` pairs of one `Cookie` header (RFC 6265 §4.2.1), trimmed, with the raw
+/// pair; a pair without `=` or with an empty name is skipped (as the `cookie` crate's
+/// parser skips it).
+///
+/// Hand-written on purpose: this runs twice per request on a header that holds a
+/// multi-kilobyte session cookie, and `cookie::Cookie::split_parse` scans every cookie
+/// twice (once to split the header, once more for attributes a request cookie never
+/// has). Measured with `bash benches/load/instructions.sh`: about 6 600 more instructions
+/// per session request (+8 %) than this single pass.
+pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    header.split(';').filter_map(|pair| {
+        let pair = pair.trim();
+        let (name, value) = pair.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| (name, value.trim(), pair))
+    })
 }
 
 impl SessionCodec {

@@ -110,15 +110,13 @@ impl HeaderPlan {
             let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
                 continue;
             };
-            // Pairs the parser refuses (no `=`, an empty name) are dropped too.
-            for c in cookie::Cookie::split_parse(s).flatten() {
-                if !self.is_gateway_cookie(c.name()) {
+            // Pairs without `=` or with an empty name are dropped too.
+            for (name, _, pair) in crate::auth::session::cookie_pairs(s) {
+                if !self.is_gateway_cookie(name) {
                     if !kept.is_empty() {
                         kept.push_str("; ");
                     }
-                    kept.push_str(c.name());
-                    kept.push('=');
-                    kept.push_str(c.value());
+                    kept.push_str(pair);
                 }
             }
         }
