@@ -107,6 +107,7 @@ fn compose_gateway_config_with_the_local_demo_overrides_is_valid() {
             "http://127.0.0.1:8180/realms/myorg",
         ),
         ("PORTCULLIS_UPSTREAM__URL", "http://127.0.0.1:3000"),
+        ("PORTCULLIS_SESSION__STORE", "cookie"),
     ];
     for (k, _) in vars {
         assert!(script.contains(k), "deploy/local/demo.sh does not set {k}");
@@ -119,6 +120,8 @@ fn compose_gateway_config_with_the_local_demo_overrides_is_valid() {
     assert_eq!(cfg.server.public_url.as_str(), "http://127.0.0.1:8080/");
     assert_eq!(cfg.oidc.issuer, "http://127.0.0.1:8180/realms/myorg");
     assert_eq!(cfg.upstream.url.as_str(), "http://127.0.0.1:3000/");
+    let session = cfg.session.as_ref().expect("[session]");
+    assert_eq!(session.store, portcullis::config::SessionStoreKind::Cookie);
 }
 
 #[test]
@@ -146,7 +149,42 @@ fn compose_runs_the_pinned_keycloak_with_the_repository_realms() {
     assert!(compose.contains("./deploy/demo:/srv/demo"));
     assert!(compose.contains("/srv/demo/upstream.py"));
     assert!(repo_file("deploy/demo/upstream.py").is_file());
-    for port in ["8180", "8080", "9090"] {
+    // Two replicas behind nginx, sharing their sessions in Redis.
+    for service in [
+        "  redis:\n",
+        "  gateway-a: &gateway\n",
+        "  gateway-b:\n",
+        "  lb:\n",
+    ] {
+        assert!(
+            compose.contains(service),
+            "docker-compose.yml has no {service:?}"
+        );
+    }
+    assert!(compose.contains("./deploy/compose/nginx.conf:/etc/nginx/nginx.conf"));
+    let nginx = read("deploy/compose/nginx.conf");
+    for (replica, listen) in [
+        ("127.0.0.1:8081", "0.0.0.0:8081"),
+        ("127.0.0.1:8082", "0.0.0.0:8082"),
+    ] {
+        assert!(
+            nginx.contains(&format!("server {replica}")),
+            "nginx balances to {replica}"
+        );
+        assert!(
+            compose.contains(&format!("PORTCULLIS_SERVER__LISTEN: \"{listen}\"")),
+            "a replica listens on {listen}"
+        );
+    }
+    let cfg = load(EnvOverrides::default());
+    let session = cfg.session.as_ref().expect("[session]");
+    assert_eq!(session.store, portcullis::config::SessionStoreKind::Redis);
+    assert_eq!(
+        session.redis_url.as_ref().map(|u| u.expose()),
+        Some("redis://redis:6379/0"),
+        "the compose service"
+    );
+    for port in ["8180", "8080", "9091", "9092"] {
         assert!(
             compose.contains(&format!("\"127.0.0.1:{port}:{port}\"")),
             "port {port} is not published on 127.0.0.1"

@@ -1139,3 +1139,98 @@ async fn rotation_refresh_scenario() {
     b.close().await;
     env.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
+async fn an_admin_ending_alices_keycloak_session_ends_her_gateway_session() {
+    // Changes the gateway client's back-channel logout URL: the realm is ours alone, and
+    // the URL is put back afterwards, also when the scenario fails.
+    let _realm = e2e_support::exclusive_realm().await;
+    let kc = keycloak_url();
+    let key = "backchannel.logout.url";
+    let previous = KcAdmin::login(&kc)
+        .await
+        .client_attribute("gateway", key)
+        .await;
+    let outcome = tokio::spawn(backchannel_scenario()).await;
+    KcAdmin::login(&kc)
+        .await
+        .set_client_attribute("gateway", key, &previous)
+        .await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            Err(e) => panic!("the scenario did not finish: {e}"),
+        }
+    }
+}
+
+async fn backchannel_scenario() {
+    let env = Env::launch("backchannel-logout", WITH_TOKEN, |t| t, None).await;
+    let admin = KcAdmin::login(&env.kc).await;
+    // Keycloak calls this gateway (on its test port) when a session of alice ends there.
+    admin
+        .set_client_attribute(
+            "gateway",
+            "backchannel.logout.url",
+            &format!("{}/oauth2/backchannel-logout", env.public),
+        )
+        .await;
+    let mut b = env.browser().await;
+    let p = b.goto("/profile", None).await;
+    p.assert_login_form(&env.kc, "first visit");
+    let p = b.login("alice", "alice", None).await;
+    let seen = p.seen();
+    assert_identity(&seen, "alice", "alice@example.com", &["admin"], &[]);
+    let sid = keycloak_sid(&seen);
+    let cookie = cookie_header(&b.session_cookies().await);
+    let replay = support::get(
+        env.gw.addr,
+        "/profile?replay=before",
+        &[("Cookie", &cookie), ("Accept", "application/json")],
+    )
+    .await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+
+    // An administrator ends alice's SSO session through Keycloak's admin API.
+    let r = admin
+        .call("DELETE", &format!("/sessions/{sid}"), None)
+        .await;
+    assert!(
+        r.status == 204 || r.status == 200,
+        "DELETE session: {} {}",
+        r.status,
+        r.body
+    );
+    e2e_support::poll(
+        "Keycloak's back-channel logout reaching the gateway",
+        Duration::from_secs(20),
+        || async {
+            let n = e2e_support::metric(
+                env.gw.admin_addr,
+                "portcullis_sessions_ended_total{reason=\"backchannel\"}",
+            )
+            .await;
+            (n >= 1).then_some(())
+        },
+    )
+    .await;
+
+    // Her cookie is dead, replayed or in the browser: the next page asks for the password.
+    let before = env.forwarded();
+    let replay = support::get(
+        env.gw.addr,
+        "/profile?replay=after",
+        &[("Cookie", &cookie), ("Accept", "application/json")],
+    )
+    .await;
+    assert_eq!(replay.status, 401, "{}", replay.body);
+    assert_eq!(env.forwarded(), before, "a dead session reaches nothing");
+    let p = b
+        .goto("/profile?after=1", Some("after-backchannel-logout"))
+        .await;
+    p.assert_login_form(&env.kc, "after the admin ended her session");
+
+    b.close().await;
+    env.stop().await;
+}

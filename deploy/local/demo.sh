@@ -160,6 +160,7 @@ gateway_env=(
     "PORTCULLIS_SERVER__PUBLIC_URL=$GW_URL"
     "PORTCULLIS_OIDC__ISSUER=$ISSUER"
     "PORTCULLIS_UPSTREAM__URL=http://127.0.0.1:$UPSTREAM_PORT"
+    "PORTCULLIS_SESSION__STORE=cookie"
 )
 env "${gateway_env[@]}" "$BIN" check -c "$CONFIG" >&2 || die "the configuration is invalid"
 
