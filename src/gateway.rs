@@ -11,6 +11,7 @@ use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
 use crate::auth::refresh::{Provider, Refresher};
 use crate::auth::session::{Revocations, SessionCodec};
+use crate::auth::sessions::LocalSessions;
 use crate::auth::store::RedisStore;
 use crate::auth::token_cache::{SessionCache, TokenCache};
 use crate::config::{Config, SessionStoreKind};
@@ -108,6 +109,9 @@ pub struct Gateway {
     pub refresher: Refresher,
     /// `session.store = "redis"`: where every replica keeps the sessions.
     pub store: Option<Arc<RedisStore>>,
+    /// With the cookie store: the sessions logged in through this instance, for
+    /// `/sessions` on the admin listener.
+    pub local_sessions: LocalSessions,
 }
 
 impl Gateway {
@@ -138,6 +142,7 @@ impl Gateway {
             revocations,
             refresher: Refresher::default(),
             store,
+            local_sessions: LocalSessions::default(),
         }))
     }
 

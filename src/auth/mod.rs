@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod provider;
 pub mod refresh;
 pub mod session;
+pub mod sessions;
 pub mod store;
 pub mod token_cache;
 

@@ -225,7 +225,23 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         d.error("server.max_connections", "must be at least 1");
     }
 
+    let admin_token = read_secret(
+        d,
+        "server.admin_token",
+        s.admin_token.as_ref(),
+        s.admin_token_file.as_ref(),
+    );
+    if admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().len() < MIN_ADMIN_TOKEN)
+    {
+        d.error(
+            "server.admin_token",
+            format!("must be at least {MIN_ADMIN_TOKEN} bytes long"),
+        );
+    }
     ServerSettings {
+        admin_token,
         listen,
         public_url,
         admin_listen,
@@ -250,6 +266,9 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         tls: s.tls.as_ref().and_then(|t| tls(t, d)),
     }
 }
+
+/// The shortest `server.admin_token` accepted.
+const MIN_ADMIN_TOKEN: usize = 24;
 
 /// `server.max_connections` when unset: above the 10 000 idle keep-alive connections
 /// the gateway is measured with, below common file-descriptor limits of service managers.

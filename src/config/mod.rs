@@ -66,6 +66,8 @@ pub struct ServerSettings {
     /// Most client connections open at once on the main listener.
     pub max_connections: usize,
     pub tls: Option<TlsSettings>,
+    /// `admin_token` (or `admin_token_file`): enables `/sessions` on the admin listener.
+    pub admin_token: Option<Secret>,
 }
 
 /// `[server.tls]`, loaded.

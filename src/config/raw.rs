@@ -45,6 +45,10 @@ pub struct RawServer {
     /// Most client connections open at once; further ones wait in the listen backlog.
     pub max_connections: Option<usize>,
     pub tls: Option<RawTls>,
+    /// Bearer token of the admin listener's session administration.
+    #[serde(deserialize_with = "scalar_string")]
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -88,7 +88,11 @@ pub async fn handle(
                 .map_err(|_| Denial::StoreUnavailable)?;
             store_cookie(codec, &data, previous)
         }
-        None => codec.seal(&data, previous),
+        None => {
+            gw.local_sessions
+                .record(crate::auth::sessions::SessionSummary::of(&data));
+            codec.seal(&data, previous)
+        }
     };
     ctx.set_cookies.extend(cookies);
     gw.metrics.session_started();
