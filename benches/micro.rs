@@ -136,6 +136,7 @@ fn tokens(c: &mut Criterion) {
         refresh: false,
         store: SessionStoreKind::Cookie,
         redis_url: None,
+        redis_urls: Vec::new(),
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
     };

@@ -4,8 +4,11 @@
 //! variables to the file named by the first argument, then serves until killed.
 //!
 //! ```sh
-//! cargo run --release --features test-util --example bench_env -- /tmp/bench.env SESSION_SECRET
+//! cargo run --release --features test-util --example bench_env -- /tmp/bench.env SESSION_SECRET [REDIS_URL]
 //! ```
+//!
+//! With a `REDIS_URL` the same session is also stored there (`session.store = "redis"`,
+//! key prefix `portcullis:`), and `REDIS_COOKIE` names it.
 
 use portcullis::auth::session::{random_token, SessionCodec, SessionData};
 use portcullis::config::{SameSite, Secret, SessionSettings, SessionStoreKind};
@@ -19,6 +22,7 @@ async fn main() -> std::io::Result<()> {
     let secret = args
         .next()
         .unwrap_or_else(|| "bench-session-secret-0123456789abcdef".into());
+    let redis_url = args.next();
     let idp = TestIdp::start().await;
     let mut claims = idp.claims("bench-client", "gateway", "openid test_api_access");
     claims["exp"] = json!(now() + 24 * 3600);
@@ -39,6 +43,7 @@ async fn main() -> std::io::Result<()> {
         refresh: false,
         store: SessionStoreKind::Cookie,
         redis_url: None,
+        redis_urls: Vec::new(),
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
     };
@@ -57,15 +62,32 @@ async fn main() -> std::io::Result<()> {
         .iter()
         .map(|c| c.split(';').next().unwrap_or("").to_owned())
         .collect();
-    std::fs::write(
-        &out,
-        format!(
-            "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\n",
-            idp.issuer(),
-            token,
-            cookies.join("; ")
-        ),
-    )?;
+    let mut env = format!(
+        "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\n",
+        idp.issuer(),
+        token,
+        cookies.join("; ")
+    );
+    if let Some(url) = redis_url {
+        let sealed = codec.seal_stored(&data).expect("sealed");
+        let mut con = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .map_err(std::io::Error::other)?;
+        redis::cmd("SET")
+            .arg(format!("portcullis:s:{}", data.sid))
+            .arg(sealed)
+            .arg("EX")
+            .arg(24 * 3600)
+            .query::<()>(&mut con)
+            .map_err(std::io::Error::other)?;
+        let reference = portcullis::auth::authenticate::store_cookie(&codec, &data, 0);
+        let cookie: Vec<&str> = reference
+            .iter()
+            .map(|c| c.split(';').next().unwrap_or(""))
+            .collect();
+        env.push_str(&format!("REDIS_COOKIE='{}'\n", cookie.join("; ")));
+    }
+    std::fs::write(&out, env)?;
     // Serve discovery and JWKS until the benchmark kills this process.
     std::future::pending::<()>().await;
     Ok(())

@@ -31,7 +31,7 @@ wait_http() { # url, expected status (up to 60 s: valgrind starts slowly)
 U=$(free_port); P=$(free_port); G=$(free_port); A=$(free_port)
 SECRET="bench-session-secret-0123456789abcdef"
 "$REL/examples/bench_upstream" "127.0.0.1:$U" & pids+=($!)
-"$REL/examples/bench_env" "$tmp/env" "$SECRET" & pids+=($!)
+"$REL/examples/bench_env" "$tmp/env" "$SECRET" ${BENCH_REDIS_URL:+"$BENCH_REDIS_URL"} & pids+=($!)
 for _ in $(seq 1 200); do [ -s "$tmp/env" ] && break; sleep 0.05; done
 # shellcheck disable=SC1091
 . "$tmp/env"
@@ -74,3 +74,36 @@ scenario_request() {
         deny)    path=/api/x hdr="Accept: application/json" ;;
     esac
 }
+
+# Measuring helpers (wrk runs, CPU time, RSS).
+hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run PID CONNS URL [header...] -> prints "rps p50 p99 cpu_us_per_request" (the CPU time,
+# user + system, that process PID spent per request during the measured run)
+run() {
+    local pid=$1 conns=$2 url=$3; shift 3
+    local hdrs=()
+    for h in "$@"; do hdrs+=(-H "$h"); done
+    wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "${hdrs[@]}" "$url" >/dev/null 2>&1
+    local out t0 t1
+    t0=$(cpu_ticks "$pid")
+    out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${hdrs[@]}" "$url")
+    t1=$(cpu_ticks "$pid")
+    local rps p50 p99 total cpu
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v a="$t0" -v b="$t1" -v n="$total" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    echo "$rps $p50 $p99 $cpu"
+}
+
+to_ms() { # 1.23ms / 456.00us / 1.2s -> ms
+    awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

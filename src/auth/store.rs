@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::metrics::Metrics;
 
@@ -33,14 +35,82 @@ pub const REFRESH_LOCK: Duration = Duration::from_secs(10);
 #[error("the session store is unavailable")]
 pub struct StoreError;
 
+/// One Redis, or a Redis Cluster (`session.redis_urls`).
+enum Backend {
+    Single(ConnectionManager),
+    /// Connected on first use (and again after a failed attempt); the connection then
+    /// follows the cluster's topology by itself.
+    Cluster {
+        client: ClusterClient,
+        conn: tokio::sync::OnceCell<ClusterConnection>,
+    },
+}
+
+/// A connection of either kind, for the commands.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisStore {
-    conn: ConnectionManager,
+    backend: Backend,
     prefix: String,
     healthy: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
 impl RedisStore {
+    /// A Redis Cluster from its seed nodes; connected on first use.
+    pub fn cluster(
+        urls: &[&str],
+        prefix: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<RedisStore>, String> {
+        let client = ClusterClient::builder(urls.iter().map(|u| (*u).to_owned()))
+            .connection_timeout(OP_TIMEOUT)
+            .response_timeout(OP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("session.redis_urls: {:?}", e.kind()))?;
+        Ok(Arc::new(RedisStore {
+            backend: Backend::Cluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            },
+            prefix: prefix.to_owned(),
+            healthy: AtomicBool::new(false),
+            metrics,
+        }))
+    }
+
     /// Prepares the connection (made on first use, remade after failures). Fails only on
     /// a URL the client cannot use.
     pub fn new(url: &str, prefix: &str, metrics: Arc<Metrics>) -> Result<Arc<RedisStore>, String> {
@@ -54,7 +124,7 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| format!("session.redis_url: {:?}", e.kind()))?;
         Ok(Arc::new(RedisStore {
-            conn,
+            backend: Backend::Single(conn),
             prefix: prefix.to_owned(),
             healthy: AtomicBool::new(false),
             metrics,
@@ -95,14 +165,34 @@ impl RedisStore {
         format!("{}{kind}:{id}", self.prefix)
     }
 
+    /// A connection for one operation.
+    async fn conn(&self) -> redis::RedisResult<Conn> {
+        match &self.backend {
+            Backend::Single(c) => Ok(Conn::Single(c.clone())),
+            Backend::Cluster { client, conn } => conn
+                .get_or_try_init(|| client.get_async_connection())
+                .await
+                .map(|c| Conn::Cluster(c.clone())),
+        }
+    }
+
+    /// Is it a Redis Cluster? Then a multi-key transaction cannot span slots.
+    fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster { .. })
+    }
+
     /// One operation, timed and counted.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let start = Instant::now();
-        let result = tokio::time::timeout(OP_TIMEOUT, f(self.conn.clone())).await;
+        let result = tokio::time::timeout(OP_TIMEOUT, async {
+            let c = self.conn().await?;
+            f(c).await
+        })
+        .await;
         self.metrics.store_op(op, start.elapsed());
         match result {
             Ok(Ok(v)) => Ok(v),
@@ -141,9 +231,13 @@ impl RedisStore {
         indexes.extend(provider_sid.map(|p| self.key("psid", p)));
         let secs = ttl.as_secs().max(1);
         let sid = sid.to_owned();
+        let atomic = !self.is_cluster();
         self.run("put", |mut c| async move {
             let mut pipe = redis::pipe();
-            pipe.atomic().set_ex(&key, sealed, secs).ignore();
+            if atomic {
+                pipe.atomic();
+            }
+            pipe.set_ex(&key, sealed, secs).ignore();
             for index in &indexes {
                 // The index lives as long as its longest session.
                 pipe.sadd(index, &sid).ignore();

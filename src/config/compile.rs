@@ -546,43 +546,65 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
     }
 }
 
-/// `session.redis_url` / `redis_url_file`, checked offline.
-fn redis_url(s: &RawSession, store: SessionStoreKind, d: &mut Diagnostics) -> Option<Secret> {
-    if s.redis_urls.is_some() {
-        d.error(
-            "session.redis_urls",
-            "Redis Cluster is not available in this version; set session.redis_url to one Redis",
-        );
+/// A `redis://` or `rediss://` URL with a host; the message never repeats it (it may hold
+/// a password).
+fn redis_url_ok(d: &mut Diagnostics, key: &str, u: Secret) -> Option<Secret> {
+    match Url::parse(u.expose()) {
+        Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.host().is_some() => Some(u),
+        _ => {
+            d.error(key, "is not a redis://host[:port][/db] or rediss:// URL");
+            None
+        }
     }
+}
+
+/// `session.redis_url` / `redis_url_file` (one Redis) or `redis_urls` (a Redis Cluster),
+/// checked offline.
+fn redis_urls(
+    s: &RawSession,
+    store: SessionStoreKind,
+    d: &mut Diagnostics,
+) -> (Option<Secret>, Vec<Secret>) {
     let url = read_secret(
         d,
         "session.redis_url",
         s.redis_url.as_ref(),
         s.redis_url_file.as_ref(),
     );
-    match (url, store) {
-        (Some(u), _) => match Url::parse(u.expose()) {
-            Ok(url) if matches!(url.scheme(), "redis" | "rediss") && url.host().is_some() => {
-                Some(u)
-            }
-            // The URL may hold a password: never repeated in the message.
-            _ => {
-                d.error(
-                    "session.redis_url",
-                    "is not a redis://host[:port][/db] or rediss:// URL",
-                );
-                None
-            }
-        },
-        (None, SessionStoreKind::Redis) => {
-            d.error(
-                "session.redis_url",
-                "missing; session.store = \"redis\" needs it",
-            );
-            None
-        }
-        (None, SessionStoreKind::Cookie) => None,
+    let cluster: Vec<Secret> = s
+        .redis_urls
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            redis_url_ok(
+                d,
+                &format!("session.redis_urls[{i}]"),
+                Secret::new(u.clone()),
+            )
+        })
+        .collect();
+    if url.is_some() && s.redis_urls.is_some() {
+        d.error(
+            "session.redis_urls",
+            "set session.redis_url (one Redis) or session.redis_urls (a Redis Cluster), not both",
+        );
     }
+    if s.redis_urls.as_ref().is_some_and(Vec::is_empty) {
+        d.error("session.redis_urls", "is empty");
+    }
+    let url = url.and_then(|u| redis_url_ok(d, "session.redis_url", u));
+    if store == SessionStoreKind::Redis
+        && url.is_none()
+        && s.redis_urls.is_none()
+        && !d.has_error("session.redis_url")
+    {
+        d.error(
+            "session.redis_url",
+            "missing; session.store = \"redis\" needs it (or session.redis_urls)",
+        );
+    }
+    (url, cluster)
 }
 
 /// `session.previous_secrets`: each as long as a secret must be, none the current one.
@@ -676,7 +698,7 @@ fn session(
             SessionStoreKind::Cookie
         }
     };
-    let redis_url = redis_url(s, store, d);
+    let (redis_url, redis_urls) = redis_urls(s, store, d);
     match secret {
         Some(secret) => {
             if secret.expose().len() < MIN_SESSION_SECRET {
@@ -696,6 +718,7 @@ fn session(
                 refresh: s.refresh.unwrap_or(true),
                 store,
                 redis_url,
+                redis_urls,
                 redis_key_prefix: s
                     .redis_key_prefix
                     .clone()

@@ -58,6 +58,11 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// Has an error been reported for `key`?
+    pub fn has_error(&self, key: &str) -> bool {
+        self.errors.iter().any(|e| e.key == key)
+    }
+
     pub fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.into(),

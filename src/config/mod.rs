@@ -174,6 +174,8 @@ pub struct SessionSettings {
     /// `redis_url` (or `redis_url_file`): a `redis://` or `rediss://` URL, which may hold a
     /// password, so it is kept as a secret.
     pub redis_url: Option<Secret>,
+    /// `redis_urls`: the seed nodes of a Redis Cluster (instead of `redis_url`).
+    pub redis_urls: Vec<Secret>,
     /// `redis_key_prefix`: every key the gateway writes starts with it.
     pub redis_key_prefix: String,
     /// `previous_secrets`: cookies sealed with one of these are opened and re-sealed with

@@ -17,6 +17,7 @@ fn codec_with(secret: &str, previous: &[&str]) -> SessionCodec {
             refresh: true,
             store: SessionStoreKind::Cookie,
             redis_url: None,
+            redis_urls: Vec::new(),
             redis_key_prefix: "portcullis:".into(),
             previous_secrets: previous.iter().map(|p| Secret::new((*p).into())).collect(),
         },
