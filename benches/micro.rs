@@ -138,6 +138,8 @@ fn tokens(c: &mut Criterion) {
         redis_url: None,
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
+        state_dir: None,
+        outlive_access_token: false,
     };
     let codec = SessionCodec::new(&session, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {

@@ -41,6 +41,8 @@ async fn main() -> std::io::Result<()> {
         redis_url: None,
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
+        state_dir: None,
+        outlive_access_token: false,
     };
     let codec = SessionCodec::new(&settings, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {
