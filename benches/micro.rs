@@ -139,6 +139,8 @@ fn tokens(c: &mut Criterion) {
         redis_urls: Vec::new(),
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
+        state_dir: None,
+        outlive_access_token: false,
     };
     let codec = SessionCodec::new(&session, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {

@@ -46,6 +46,8 @@ async fn main() -> std::io::Result<()> {
         redis_urls: Vec::new(),
         redis_key_prefix: "portcullis:".into(),
         previous_secrets: Vec::new(),
+        state_dir: None,
+        outlive_access_token: false,
     };
     let codec = SessionCodec::new(&settings, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {
@@ -69,7 +71,9 @@ async fn main() -> std::io::Result<()> {
         cookies.join("; ")
     );
     if let Some(url) = redis_url {
-        let sealed = codec.seal_stored(&data).expect("sealed");
+        let sealed = codec
+            .seal_stored(&data)
+            .ok_or_else(|| std::io::Error::other("the session cannot be sealed"))?;
         let mut con = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection())
             .map_err(std::io::Error::other)?;

@@ -102,7 +102,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Client for the provider's token endpoint.
     pub provider: ProviderClient,
-    /// Logged-out session ids and used login states; survives reloads.
+    /// Logged-out session ids and used login states; survives reloads, and restarts with
+    /// `session.state_dir`.
     pub revocations: Arc<Revocations>,
     /// Session refreshes in progress, so concurrent requests of one session share one
     /// refresh (and its result) instead of racing; survives reloads.
@@ -123,11 +124,25 @@ impl Gateway {
             provider.clone(),
             metrics.clone(),
         );
-        let revocations = Arc::new(Revocations::default());
+        // Read once at start: `session.state_dir` holds the logouts of earlier runs.
+        let revocations = Arc::new(
+            match config.session.as_ref().and_then(|s| s.state_dir.as_deref()) {
+                Some(dir) => Revocations::open(dir)
+                    .map_err(|e| format!("session.state_dir: {}: {e}", dir.display()))?,
+                None => Revocations::default(),
+            },
+        );
         let store = match config.session.as_ref() {
             Some(s) if s.store == SessionStoreKind::Redis => {
-                let url = s.redis_url.as_ref().ok_or("session.redis_url: missing")?;
-                let store = RedisStore::new(url.expose(), &s.redis_key_prefix, metrics.clone())?;
+                let store = match &s.redis_url {
+                    Some(url) => {
+                        RedisStore::new(url.expose(), &s.redis_key_prefix, metrics.clone())?
+                    }
+                    None => {
+                        let urls: Vec<&str> = s.redis_urls.iter().map(|u| u.expose()).collect();
+                        RedisStore::cluster(&urls, &s.redis_key_prefix, metrics.clone())?
+                    }
+                };
                 store.watch_health(std::time::Duration::from_secs(1));
                 Some(store)
             }

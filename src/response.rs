@@ -46,7 +46,8 @@ pub enum Fault {
     Upstream,
     /// The identity provider is not reachable (yet).
     Provider,
-    /// The session store (Redis) is not reachable.
+    /// The session store (Redis) is not reachable, or `session.state_dir` cannot be
+    /// written.
     Store,
 }
 
@@ -94,6 +95,9 @@ pub enum Denial {
     ProviderUnavailable,
     /// The session store (Redis) does not answer.
     StoreUnavailable,
+    /// A logout (or back-channel logout) could not be written to `session.state_dir`: it
+    /// would not survive a restart, so it is not reported as done.
+    LogoutNotRecorded,
     /// No upstream connection (refused, unreachable, connect timeout).
     UpstreamConnect,
     /// The upstream did not answer within `upstream.timeout`.
@@ -232,6 +236,7 @@ impl Denial {
             Denial::UntrustedCaller => "untrusted_caller",
             Denial::ProviderUnavailable => "provider_unavailable",
             Denial::StoreUnavailable => "session_store_unavailable",
+            Denial::LogoutNotRecorded => "logout_not_recorded",
             Denial::UpstreamConnect => "upstream_connect",
             Denial::UpstreamTimeout => "upstream_timeout",
             Denial::UpstreamBroken => "upstream_io",
@@ -259,7 +264,7 @@ impl Denial {
                 Fault::Upstream
             }
             Denial::ProviderUnavailable => Fault::Provider,
-            Denial::StoreUnavailable => Fault::Store,
+            Denial::StoreUnavailable | Denial::LogoutNotRecorded => Fault::Store,
             _ => Fault::Client,
         }
     }
@@ -342,6 +347,12 @@ impl Denial {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the session store cannot be reached; try again shortly".into(),
+                None,
+            ),
+            Denial::LogoutNotRecorded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the logout could not be recorded, so the session may still be usable; try logging out again".into(),
                 None,
             ),
             Denial::UpstreamConnect => (

@@ -23,6 +23,9 @@ client_secret = "s"
 secret = "0123456789abcdef0123456789abcdef"
 "#;
 
+/// What `check` says about `BASE` (the cookie store without `session.state_dir`).
+const STATE_DIR_WARNING: &str = "warning: session.state_dir: not set, so with the cookie store a restart forgets every logout: a copy of a logged-out session cookie is accepted again until the session expires (set session.state_dir to a directory the gateway may write)\n";
+
 const RULES: &str = r#"
 [[rule]]
 path = "/api/public"
@@ -68,7 +71,7 @@ fn check_accepts_a_valid_file_and_the_example_config() {
     assert_eq!(
         text(&out.stdout),
         format!(
-            "{}: configuration is valid (4 rule(s), 0 warning(s))\n",
+            "{STATE_DIR_WARNING}{}: configuration is valid (4 rule(s), 1 warning(s))\n",
             f.path().display()
         )
     );
@@ -376,16 +379,21 @@ fn help_is_available_on_every_command() {
 }
 
 #[test]
-fn the_redis_store_is_refused_until_it_exists() {
+fn the_redis_store_is_checked_offline() {
     let f = write(&format!("{BASE}{RULES}\n").replace(
         "[session]\n",
         "[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n",
     ));
     let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let f = write(&format!("{BASE}{RULES}\n").replace(
+        "[session]\n",
+        "[session]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n",
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr)
-            .contains("error: session.store: \"redis\" is not available in this version"),
+        text(&out.stderr).contains("error: session.redis_url: "),
         "{}",
         text(&out.stderr)
     );
@@ -502,7 +510,7 @@ path = "/**"
     assert_eq!(
         text(&out.stdout),
         format!(
-            "warning: rule[0].path: \"/files/**\" is shadowed: every request it matches is decided by a more specific rule (rule[1] \"/files\", rule[2] \"/files/\", rule[3] \"/files/*/**\"), so it never applies\n{}: configuration is valid (5 rule(s), 1 warning(s))\n",
+            "{STATE_DIR_WARNING}warning: rule[0].path: \"/files/**\" is shadowed: every request it matches is decided by a more specific rule (rule[1] \"/files\", rule[2] \"/files/\", rule[3] \"/files/*/**\"), so it never applies\n{}: configuration is valid (5 rule(s), 2 warning(s))\n",
             f.path().display()
         )
     );
@@ -646,6 +654,71 @@ fn explain_falls_back_to_claims_checks_when_the_provider_is_unreachable() {
     assert!(
         text(&out.stdout)
             .contains("token:    signature not verified (the provider's keys cannot be fetched: "),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_validates_session_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |state_dir: &std::path::Path| {
+        write(&format!(
+            "{}{RULES}",
+            BASE.replace(
+                "[session]\n",
+                &format!(
+                    "[session]\nstate_dir = {:?}\n",
+                    state_dir.display().to_string()
+                )
+            )
+        ))
+    };
+    // A directory, or one that can be created: valid, and no warning about restarts.
+    for ok in [dir.path().to_owned(), dir.path().join("a/b")] {
+        let f = with(&ok);
+        let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stdout).contains("session.state_dir"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(!dir.path().join("a").exists(), "check creates nothing");
+    }
+    // A file is not a directory, nor can one be created below it.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for bad in [file.clone(), file.join("below")] {
+        let f = with(&bad);
+        let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: session.state_dir: "), "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+}
+
+#[test]
+fn check_warns_that_the_cookie_store_forgets_logouts_without_a_state_dir() {
+    let f = write(&format!("{BASE}{RULES}"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("warning: session.state_dir: not set, so with the cookie store a restart forgets every logout"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Not with the Redis store, where the sessions themselves live in Redis.
+    let redis = BASE.replace(
+        "[session]\n",
+        "[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n",
+    );
+    let f = write(&format!("{redis}{RULES}"));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("session.state_dir"),
         "{}",
         text(&out.stdout)
     );

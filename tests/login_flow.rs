@@ -548,3 +548,118 @@ async fn session_metrics_follow_logins_refreshes_and_logouts() {
     );
     assert_eq!(metric(&h, "portcullis_sessions_started_total").await, 3.0);
 }
+
+/// `refresh = false` with 2-second access tokens and a 1-second leeway: (the time the
+/// login started, the browser).
+async fn short_token_session(extra_session: &str) -> (Harness, u64, Browser) {
+    let h = Harness::with_edit(
+        &format!(
+            "refresh = false\n{extra_session}\n{}",
+            support::TUTORIAL_RULES
+        ),
+        |t| {
+            t.replace(
+                "audiences = [\"gateway\"]",
+                "audiences = [\"gateway\"]\nleeway = \"1s\"",
+            )
+        },
+    )
+    .await;
+    h.idp.set_access_ttl(2);
+    let start = portcullis::unix_now();
+    let (b, r) = logged_in(&h, "alice", "/profile").await;
+    assert_eq!(r.seen().header("x-auth-user"), Some("alice"));
+    (h, start, b)
+}
+
+async fn api(h: &Harness, b: &mut Browser) -> support::RawResponse {
+    b.request(
+        "GET",
+        &format!("http://{}/profile", h.addr()),
+        &[("Accept", "application/json")],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn without_refresh_a_session_ends_with_its_access_token() {
+    let (h, start, mut b) = short_token_session("").await;
+    let stolen = b.jar.clone();
+    // Until the token's exp (issued after `start`, 2 s, plus 1 s of leeway) it works; then
+    // it is over. Polled, with a deadline well past that exp.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let ended_at = loop {
+        let r = api(&h, &mut b).await;
+        if r.status == 401 {
+            break portcullis::unix_now();
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session outlived its access token"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    const TTL_AND_LEEWAY: u64 = 2 + 1;
+    assert!(
+        ended_at >= start + TTL_AND_LEEWAY,
+        "ended before the token expired"
+    );
+    assert!(
+        !b.jar.contains_key("portcullis"),
+        "the cookies were cleared"
+    );
+    // A browser with the same cookie is sent to log in again.
+    let mut browser = Browser::new(h.addr());
+    browser.jar = stolen;
+    let r = browser
+        .request(
+            "GET",
+            &format!("http://{}/profile", h.addr()),
+            &[("Accept", "text/html")],
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    assert!(
+        r.header("location")
+            .unwrap()
+            .contains("/protocol/openid-connect/auth?"),
+        "{:?}",
+        r.header("location")
+    );
+}
+
+#[tokio::test]
+async fn outlive_access_token_keeps_the_session_until_its_lifetime() {
+    let (h, start, mut b) =
+        short_token_session("outlive_access_token = true\nlifetime = \"6s\"").await;
+    // Past the access token's exp and the leeway (a wait bounded by that exp).
+    let expired = start + 2 + 1 + 1;
+    while portcullis::unix_now() < expired {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = api(&h, &mut b).await;
+    assert_eq!(
+        r.status, 200,
+        "the operator let it outlive the token: {}",
+        r.body
+    );
+    // ... until session.lifetime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = api(&h, &mut b).await;
+        if r.status == 401 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session outlived session.lifetime"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        portcullis::unix_now() >= start + 6,
+        "ended before session.lifetime"
+    );
+}

@@ -9,6 +9,11 @@
 //! subject logged out after it was created; [`super::logout_token`]), on the fast path of
 //! an already decrypted cookie as well.
 //!
+//! A session whose access token cannot be renewed (`session.refresh = false`, or no
+//! refresh token) ends when that token expires (its `exp` plus `tokens.leeway`), as the
+//! decorators of the tutorials sent the user back to the login then; only
+//! `session.outlive_access_token = true` keeps it until `session.lifetime`.
+//!
 //! [`Authenticate`] is what the decision ([`crate::decision::decide`]) asks for an
 //! identity: [`RequestAuth`] reads the request's own credential (the running gateway);
 //! [`Given`] hands over one that was made elsewhere (`explain --claims`, `--offline`).
@@ -25,7 +30,7 @@ use super::session::{SealedSession, SessionCodec, SessionData, SessionLookup, Se
 use super::store::{RedisStore, StoreError, REFRESH_LOCK};
 use super::token_cache::{SessionCache, TokenCache};
 use super::{extract, Credential, Identity};
-use crate::config::TokenSettings;
+use crate::config::{SessionSettings, TokenSettings};
 use crate::metrics::Metrics;
 
 /// Why a presented credential gives no identity.
@@ -148,13 +153,19 @@ impl RequestAuth<'_> {
             }
             SealedSession::Sealed { sealed, chunks } => (sealed, chunks),
         };
-        let refreshes = s.codec.settings().refresh;
+        let settings = s.codec.settings();
+        let refreshes = settings.refresh;
+        let leeway = self.tokens.leeway.as_secs();
         // Fast path: this exact cookie was decrypted before and nothing about it changed.
         let key = s.cache.key(&sealed);
         if let Some(hit) = s.cache.get(&key) {
             let now = crate::unix_now();
             let fresh = hit.data.at_exp.is_none_or(|t| t > now.saturating_add(5)) || !refreshes;
-            if hit.data.exp > now && fresh && !ended(s.codec, &hit.data, &hit.identity) {
+            if hit.data.exp > now
+                && fresh
+                && !outlived(settings, leeway, &hit.data, now)
+                && !ended(s.codec, &hit.data, &hit.identity)
+            {
                 return Some(hit.identity.clone());
             }
         }
@@ -170,10 +181,16 @@ impl RequestAuth<'_> {
                 stale,
             } => (data, chunks, stale),
         };
+        if outlived(settings, leeway, &data, crate::unix_now()) {
+            // Its access token expired and will not be renewed: like an expired session.
+            self.set_cookies.extend(s.codec.clear(chunks));
+            return None;
+        }
         let identity = Identity::from_session(&data, self.tokens)?;
         if ended(s.codec, &data, &identity) {
-            // Ended by the provider (back-channel logout): like a revoked session.
-            s.codec.revoke(&data.sid, data.exp);
+            // Ended by the provider (back-channel logout): like a revoked session. The
+            // provider's record is what outlasts a restart; a failed write is logged.
+            let _ = s.codec.revoke(&data.sid, data.exp);
             self.set_cookies.extend(s.codec.clear(chunks));
             return None;
         }
@@ -195,14 +212,25 @@ impl RequestAuth<'_> {
                 Identity::from_session(&fresh, self.tokens).map(Arc::new)
             }
             None => {
-                // The provider no longer honours the session: it is over.
-                s.codec.revoke(&data.sid, data.exp);
+                // The provider no longer honours the session: it is over (a failed write
+                // is logged; after a restart the refresh token is refused again).
+                let _ = s.codec.revoke(&data.sid, data.exp);
                 self.metrics.session_ended("refresh_failed");
                 self.set_cookies.extend(s.codec.clear(chunks));
                 None
             }
         }
     }
+}
+
+/// Has the session outlived an access token that will not be renewed (refresh off or no
+/// refresh token), unless `session.outlive_access_token` allows it? Expired means `exp` +
+/// `tokens.leeway` is past.
+fn outlived(settings: &SessionSettings, leeway: u64, data: &SessionData, now: u64) -> bool {
+    let renewable = settings.refresh && data.refresh_token.is_some();
+    !settings.outlive_access_token
+        && !renewable
+        && data.at_exp.is_some_and(|t| t.saturating_add(leeway) <= now)
 }
 
 /// Is the session over: revoked here, or ended by a back-channel logout (by the `sid` and
@@ -254,7 +282,14 @@ impl RequestAuth<'_> {
             self.set_cookies.extend(codec.clear(chunks));
             return Ok(None);
         };
-        if Identity::from_session(&data, self.tokens).is_some_and(|id| ended(codec, &data, &id)) {
+        if Identity::from_session(&data, self.tokens).is_some_and(|id| ended(codec, &data, &id))
+            || outlived(
+                codec.settings(),
+                self.tokens.leeway.as_secs(),
+                &data,
+                crate::unix_now(),
+            )
+        {
             self.set_cookies.extend(codec.clear(chunks));
             return Ok(None);
         }

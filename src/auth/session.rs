@@ -10,12 +10,18 @@
 //! Logout revokes the session id. With the cookie store that revocation is held in this
 //! process until the session would have expired: a replayed cookie is refused by the
 //! instance that handled the logout, not by other replicas (use the shared store for that).
+//! With `session.state_dir` every revocation (logouts, back-channel logouts, used login
+//! states and logout tokens) is also written to [`journal`] and on disk before the call
+//! returns, so a restart forgets none of them; a logout whose record cannot be written is
+//! answered 503 (the user learns that it did not stick) rather than passed over.
 //!
 //! Each login attempt keeps its state, nonce and PKCE verifier in its own short-lived
 //! cookie, `<name>_login_<first 16 characters of the state>`, so parallel logins in two
 //! tabs do not disturb each other.
 
 use std::collections::HashMap;
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite as CookieSameSite};
@@ -26,6 +32,9 @@ use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 
 use crate::config::{SameSite, SessionSettings};
+
+pub mod journal;
+use journal::{Entry, Journal};
 
 /// Largest cookie value written; browsers allow about 4096 bytes per cookie with its name
 /// and attributes.
@@ -108,6 +117,8 @@ pub struct Revocations {
     subjects: Cache<String, (u64, u64)>,
     /// Logout-token `jti` -> until when it counts as used.
     logout_jtis: Cache<String, u64>,
+    /// `session.state_dir`: every entry is also written here.
+    journal: Option<Journal>,
 }
 
 impl Default for Revocations {
@@ -117,13 +128,116 @@ impl Default for Revocations {
             provider_sids: Cache::new(MAX_ENDED),
             subjects: Cache::new(MAX_ENDED),
             logout_jtis: Cache::new(MAX_ENDED),
+            journal: None,
+        }
+    }
+}
+
+/// Durability (`session.state_dir`).
+impl Revocations {
+    /// The revocations kept in `dir`: the journal is read (expired entries and malformed
+    /// lines are skipped, the latter with a warning), rewritten with only the live entries,
+    /// and every later entry is appended to it.
+    pub fn open(dir: &Path) -> io::Result<Revocations> {
+        let mut r = Revocations::default();
+        let loaded = journal::read(&dir.join(journal::FILE), now())?;
+        if loaded.malformed > 0 {
+            tracing::warn!(
+                file = %dir.join(journal::FILE).display(),
+                lines = loaded.malformed,
+                "skipped malformed lines of the revocations file"
+            );
+        }
+        for e in loaded.live {
+            r.apply(e);
+        }
+        let j = Journal::create(dir, r.live_entries().into_iter())?;
+        tracing::info!(
+            file = %j.path().display(),
+            live = r.ids.len() + r.provider_sids.len() + r.subjects.len() + r.logout_jtis.len(),
+            expired = loaded.expired,
+            "revocations loaded"
+        );
+        r.journal = Some(j);
+        Ok(r)
+    }
+
+    /// Puts a loaded entry into memory (later lines of one id win where they extend it).
+    fn apply(&self, e: Entry) {
+        match e {
+            Entry::Id(id, u) => {
+                let u = self.ids.get(&id).map_or(u, |old| old.max(u));
+                self.ids.insert(id, u);
+            }
+            Entry::ProviderSid(id, u) => self.end_provider_session_here(&id, u),
+            Entry::Subject(id, u, at) => self.end_subject_here(&id, at, u),
+            Entry::Jti(id, u) => {
+                let u = self.logout_jtis.get(&id).map_or(u, |old| old.max(u));
+                self.logout_jtis.insert(id, u);
+            }
+        }
+    }
+
+    /// Every entry still in force, as the journal writes it.
+    fn live_entries(&self) -> Vec<Entry> {
+        let t = now();
+        let mut out = Vec::new();
+        out.extend(
+            self.ids
+                .iter()
+                .filter(|(_, u)| *u > t)
+                .map(|(k, u)| Entry::Id(k, u)),
+        );
+        out.extend(
+            self.provider_sids
+                .iter()
+                .filter(|(_, u)| *u > t)
+                .map(|(k, u)| Entry::ProviderSid(k, u)),
+        );
+        out.extend(
+            self.subjects
+                .iter()
+                .filter(|(_, (_, u))| *u > t)
+                .map(|(k, (at, u))| Entry::Subject(k, u, at)),
+        );
+        out.extend(
+            self.logout_jtis
+                .iter()
+                .filter(|(_, u)| *u > t)
+                .map(|(k, u)| Entry::Jti(k, u)),
+        );
+        out
+    }
+
+    /// Writes an entry that is already in memory to the journal, if there is one; the
+    /// error is logged here.
+    fn persist(&self, e: Entry) -> io::Result<()> {
+        let Some(j) = &self.journal else {
+            return Ok(());
+        };
+        match j.append(&e) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                if let Err(err) = j.compact(self.live_entries().into_iter()) {
+                    // The entry itself is on disk: only the file stays longer.
+                    tracing::warn!(file = %j.path().display(), error = %err, "could not compact the revocations file");
+                }
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(file = %j.path().display(), error = %err, "could not write a revocation to session.state_dir; it is in force until a restart only");
+                Err(err)
+            }
         }
     }
 }
 
 impl Revocations {
-    pub fn revoke(&self, sid: &str, exp: u64) {
+    /// Refuses `sid` until `exp`; with a state directory, on disk before this returns.
+    /// `Err`: held in memory, but a restart would forget it (the error is logged).
+    pub fn revoke(&self, sid: &str, exp: u64) -> io::Result<()> {
         self.ids.insert(sid.to_owned(), exp);
+        self.persist(Entry::Id(sid.to_owned(), exp))
     }
 
     pub fn contains(&self, sid: &str) -> bool {
@@ -146,6 +260,9 @@ impl Revocations {
             EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
                 // Err only when a `revoke` of the same id came in between: used all the same.
                 let _ = guard.insert(exp);
+                // A write failure is logged; the value stays used until a restart, and a
+                // login state is also bound to its short-lived cookie.
+                let _ = self.persist(Entry::Id(id.to_owned(), exp));
                 true
             }
             EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
@@ -155,8 +272,14 @@ impl Revocations {
 
 /// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): what the provider ended.
 impl Revocations {
-    /// Ends every session created with this provider session id, until `keep_until`.
-    pub fn end_provider_session(&self, sid: &str, keep_until: u64) {
+    /// Ends every session created with this provider session id, until `keep_until`; with a
+    /// state directory, on disk before this returns (`Err`: in memory only, logged).
+    pub fn end_provider_session(&self, sid: &str, keep_until: u64) -> io::Result<()> {
+        self.end_provider_session_here(sid, keep_until);
+        self.persist(Entry::ProviderSid(sid.to_owned(), keep_until))
+    }
+
+    fn end_provider_session_here(&self, sid: &str, keep_until: u64) {
         let entry = self.provider_sids.entry(sid, None, |_, until| {
             *until = (*until).max(keep_until);
             EntryAction::Retain(())
@@ -168,8 +291,13 @@ impl Revocations {
 
     /// Ends every session of `sub` created at or before `at`, remembered until
     /// `keep_until`. A later logout of the same subject moves the time forward, never
-    /// back.
-    pub fn end_subject(&self, sub: &str, at: u64, keep_until: u64) {
+    /// back. Durable like [`Revocations::end_provider_session`].
+    pub fn end_subject(&self, sub: &str, at: u64, keep_until: u64) -> io::Result<()> {
+        self.end_subject_here(sub, at, keep_until);
+        self.persist(Entry::Subject(sub.to_owned(), keep_until, at))
+    }
+
+    fn end_subject_here(&self, sub: &str, at: u64, keep_until: u64) {
         let entry = self.subjects.entry(sub, None, |_, (t, until)| {
             *t = (*t).max(at);
             *until = (*until).max(keep_until);
@@ -201,6 +329,12 @@ impl Revocations {
             .is_some_and(|(at, until)| until > t && session_iat <= at)
     }
 
+    /// Un-marks a logout token whose logout could not be recorded, so that the provider's
+    /// retry of it is accepted.
+    pub fn forget_logout_token(&self, jti: &str) {
+        self.logout_jtis.remove(jti);
+    }
+
     /// Marks a logout token's `jti` used until `exp`; false if it was used already.
     /// Atomic, like [`Revocations::first_use`].
     pub fn first_logout_token(&self, jti: &str, exp: u64) -> bool {
@@ -215,6 +349,8 @@ impl Revocations {
         match entry {
             EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
                 let _ = guard.insert(exp);
+                // Logged on failure; used until a restart all the same.
+                let _ = self.persist(Entry::Jti(jti.to_owned(), exp));
                 true
             }
             EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
@@ -516,9 +652,10 @@ impl SessionCodec {
         }
     }
 
-    /// Makes a session unusable on this instance until it would have expired.
-    pub fn revoke(&self, sid: &str, exp: u64) {
-        self.revoked.revoke(sid, exp);
+    /// Makes a session unusable on this instance until it would have expired (and across
+    /// restarts with `session.state_dir`; `Err`: that record could not be written).
+    pub fn revoke(&self, sid: &str, exp: u64) -> io::Result<()> {
+        self.revoked.revoke(sid, exp)
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {

@@ -110,9 +110,14 @@ impl Admin<'_> {
             let known = self.local.of_subject(sub, self.codec);
             let now = crate::unix_now();
             let keep_until = now.saturating_add(self.codec.settings().lifetime.as_secs());
-            self.revocations.end_subject(sub, now, keep_until);
+            // A revocation that cannot be written durably (session.state_dir) is a failure.
+            self.revocations
+                .end_subject(sub, now, keep_until)
+                .map_err(|_| StoreError)?;
             for s in &known {
-                self.revocations.revoke(&s.sid, s.expires);
+                self.revocations
+                    .revoke(&s.sid, s.expires)
+                    .map_err(|_| StoreError)?;
             }
             return Ok(known.len());
         };
@@ -139,7 +144,9 @@ impl Admin<'_> {
                 || now.saturating_add(self.codec.settings().lifetime.as_secs()),
                 |s| s.expires,
             );
-            self.revocations.revoke(sid, until);
+            self.revocations
+                .revoke(sid, until)
+                .map_err(|_| StoreError)?;
             return Ok(usize::from(known.is_some()));
         };
         Ok(usize::from(store.delete(sid).await?))

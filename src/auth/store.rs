@@ -40,10 +40,12 @@ enum Backend {
     Single(ConnectionManager),
     /// Connected on first use (and again after a failed attempt); the connection then
     /// follows the cluster's topology by itself.
-    Cluster {
-        client: ClusterClient,
-        conn: tokio::sync::OnceCell<ClusterConnection>,
-    },
+    Cluster(Box<Cluster>),
+}
+
+struct Cluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// A connection of either kind, for the commands.
@@ -101,10 +103,10 @@ impl RedisStore {
             .build()
             .map_err(|e| format!("session.redis_urls: {:?}", e.kind()))?;
         Ok(Arc::new(RedisStore {
-            backend: Backend::Cluster {
+            backend: Backend::Cluster(Box::new(Cluster {
                 client,
                 conn: tokio::sync::OnceCell::new(),
-            },
+            })),
             prefix: prefix.to_owned(),
             healthy: AtomicBool::new(false),
             metrics,
@@ -169,8 +171,9 @@ impl RedisStore {
     async fn conn(&self) -> redis::RedisResult<Conn> {
         match &self.backend {
             Backend::Single(c) => Ok(Conn::Single(c.clone())),
-            Backend::Cluster { client, conn } => conn
-                .get_or_try_init(|| client.get_async_connection())
+            Backend::Cluster(c) => c
+                .conn
+                .get_or_try_init(|| c.client.get_async_connection())
                 .await
                 .map(|c| Conn::Cluster(c.clone())),
         }
@@ -178,7 +181,7 @@ impl RedisStore {
 
     /// Is it a Redis Cluster? Then a multi-key transaction cannot span slots.
     fn is_cluster(&self) -> bool {
-        matches!(self.backend, Backend::Cluster { .. })
+        matches!(self.backend, Backend::Cluster(_))
     }
 
     /// One operation, timed and counted.

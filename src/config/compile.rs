@@ -699,6 +699,7 @@ fn session(
         }
     };
     let (redis_url, redis_urls) = redis_urls(s, store, d);
+    let state_dir = state_dir(s.state_dir.as_deref(), d);
     match secret {
         Some(secret) => {
             if secret.expose().len() < MIN_SESSION_SECRET {
@@ -708,6 +709,12 @@ fn session(
                 );
             }
             let previous_secrets = previous_secrets(s, &secret, d);
+            if store == SessionStoreKind::Cookie && s.state_dir.is_none() {
+                d.warn(
+                    "session.state_dir",
+                    "not set, so with the cookie store a restart forgets every logout: a copy of a logged-out session cookie is accepted again until the session expires (set session.state_dir to a directory the gateway may write)",
+                );
+            }
             Some(SessionSettings {
                 previous_secrets,
                 secret,
@@ -723,12 +730,91 @@ fn session(
                     .redis_key_prefix
                     .clone()
                     .unwrap_or_else(|| "portcullis:".to_owned()),
+                state_dir,
+                outlive_access_token: s.outlive_access_token.unwrap_or(false),
             })
         }
         None => {
             if let Some(i) = login_rule {
                 d.error("session.secret", format!("missing, and rule[{i}] may log a browser in (set it, or set login = \"deny\" on such rules)"));
             }
+            None
+        }
+    }
+}
+
+/// `session.state_dir`: a directory that exists or can be created, and is writable. The
+/// check writes (and removes) a probe file in it, or in the closest existing parent when
+/// it does not exist yet; nothing is created otherwise.
+fn state_dir(value: Option<&str>, d: &mut Diagnostics) -> Option<PathBuf> {
+    let key = "session.state_dir";
+    let value = value?;
+    if value.is_empty() {
+        d.error(
+            key,
+            "is empty (leave it out to keep revocations in memory only)",
+        );
+        return None;
+    }
+    let path = PathBuf::from(value);
+    let mut probe_dir = path.as_path();
+    loop {
+        match std::fs::metadata(probe_dir) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                let what = if probe_dir == path {
+                    format!("{value:?} is not a directory")
+                } else {
+                    format!(
+                        "{value:?} cannot be created: {} is not a directory",
+                        probe_dir.display()
+                    )
+                };
+                d.error(key, what);
+                return None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match probe_dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => probe_dir = p,
+                    // A relative path whose first component is missing: the working
+                    // directory is where it would be created.
+                    _ => {
+                        probe_dir = std::path::Path::new(".");
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                d.error(
+                    key,
+                    format!("{value:?} cannot be created: a parent is not a directory"),
+                );
+                return None;
+            }
+            Err(e) => {
+                d.error(key, format!("{value:?} cannot be read: {e}"));
+                return None;
+            }
+        }
+    }
+    let probe = probe_dir.join(format!(
+        ".portcullis-check-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Some(path)
+        }
+        Err(e) => {
+            d.error(
+                key,
+                format!("{value:?} is not writable ({}: {e})", probe_dir.display()),
+            );
             None
         }
     }

@@ -181,6 +181,13 @@ pub struct SessionSettings {
     /// `previous_secrets`: cookies sealed with one of these are opened and re-sealed with
     /// `secret`.
     pub previous_secrets: Vec<Secret>,
+    /// `state_dir`: where revocations (logouts, back-channel logouts) are written so that
+    /// they survive a restart. `None`: they are held in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// `outlive_access_token`: a session that cannot refresh its access token (refresh off,
+    /// or no refresh token) stays valid after the token's `exp`, until `lifetime`. Default
+    /// false: such a session ends with its access token.
+    pub outlive_access_token: bool,
 }
 
 /// Identity headers sent to the upstream. `None` = that header is not sent.

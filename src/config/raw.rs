@@ -110,6 +110,10 @@ pub struct RawSession {
     pub redis_key_prefix: Option<String>,
     /// Older secrets: cookies sealed with them are still opened, then re-sealed.
     pub previous_secrets: Vec<String>,
+    /// A directory where the cookie store keeps its revocations (logouts) across restarts.
+    pub state_dir: Option<String>,
+    /// With `refresh = false`: a session may outlive its access token's `exp`.
+    pub outlive_access_token: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

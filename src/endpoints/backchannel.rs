@@ -58,16 +58,18 @@ pub async fn handle(
 
     let now = crate::unix_now();
     let keep_until = now.saturating_add(codec.settings().lifetime.max(MIN_REMEMBER).as_secs());
-    let by = match &claims.target {
+    let (by, recorded) = match &claims.target {
         LogoutTarget::ProviderSession(sid) => {
-            gw.revocations.end_provider_session(sid, keep_until);
-            "sid"
+            ("sid", gw.revocations.end_provider_session(sid, keep_until))
         }
-        LogoutTarget::Subject(sub) => {
-            gw.revocations.end_subject(sub, now, keep_until);
-            "sub"
-        }
+        LogoutTarget::Subject(sub) => ("sub", gw.revocations.end_subject(sub, now, keep_until)),
     };
+    if recorded.is_err() {
+        // In force here until a restart, but not on disk (`session.state_dir`): a 503 lets
+        // the provider retry, and its retry of this token is accepted.
+        gw.revocations.forget_logout_token(&claims.jti);
+        return Err(Denial::LogoutNotRecorded);
+    }
     if let Some(store) = &gw.store {
         end_stored(store, &claims.target).await?;
     }

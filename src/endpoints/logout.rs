@@ -57,9 +57,14 @@ pub async fn handle(
     } else if let Some(codec) = &rt.session {
         match codec.open(req.headers()) {
             SessionLookup::Valid { data, chunks, .. } => {
-                codec.revoke(&data.sid, data.exp);
-                gw.metrics.session_ended("logout");
                 ctx.set_cookies.extend(codec.clear(chunks));
+                // On disk (with `session.state_dir`) before the answer; if that failed, the
+                // user is told the logout did not stick (503) instead of a redirect that
+                // says it did. The session stays revoked on this instance until a restart.
+                codec
+                    .revoke(&data.sid, data.exp)
+                    .map_err(|_| Denial::LogoutNotRecorded)?;
+                gw.metrics.session_ended("logout");
                 id_token = Some(data.id_token);
             }
             SessionLookup::Invalid { chunks } => ctx.set_cookies.extend(codec.clear(chunks)),

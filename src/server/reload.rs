@@ -6,7 +6,7 @@
 //!
 //! A renewed TLS certificate (the files' contents are watched too) is served from the next
 //! handshake on. Settings bound to sockets or read once at start (listen addresses,
-//! turning TLS on or off, header limits, shutdown grace) are reported as needing a
+//! turning TLS on or off, header limits, shutdown grace, `session.state_dir`) are reported as needing a
 //! restart and keep their old values;
 //! a changed `oidc.issuer` or `tokens.jwks_refresh` refuses the whole reload, because the
 //! provider's keys belong to the issuer the process started with.
@@ -100,6 +100,10 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
             (
                 s.store,
                 s.redis_url.as_ref().map(|u| u.expose().to_owned()),
+                s.redis_urls
+                    .iter()
+                    .map(|u| u.expose().to_owned())
+                    .collect::<Vec<_>>(),
                 s.redis_key_prefix.clone(),
             )
         })
@@ -139,6 +143,11 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     }
     if o.log.format != n.log.format || o.log.level != n.log.level {
         restart.push("log");
+    }
+    let state_dir = |c: &config::Config| c.session.as_ref().and_then(|s| s.state_dir.clone());
+    if state_dir(o) != state_dir(n) {
+        // The revocations are opened once, at start.
+        restart.push("session.state_dir");
     }
     let mut new = new;
     if let (Some(running), Some(tls)) = (&o.server.tls, new.server.tls.as_mut()) {

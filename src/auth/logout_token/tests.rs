@@ -216,27 +216,27 @@ fn ended_provider_sessions_and_subjects() {
     let now = crate::unix_now();
     assert!(!r.is_ended("gw-1", Some("sid-1"), "alice", now));
 
-    r.end_provider_session("sid-1", now + 60);
+    r.end_provider_session("sid-1", now + 60).unwrap();
     assert!(r.is_ended("gw-1", Some("sid-1"), "alice", now));
     assert!(!r.is_ended("gw-2", Some("sid-2"), "alice", now));
     assert!(!r.is_ended("gw-3", None, "alice", now));
 
     // A subject's sessions created at or before the logout end; later ones do not.
-    r.end_subject("bob", now, now + 60);
+    r.end_subject("bob", now, now + 60).unwrap();
     assert!(r.is_ended("gw-4", None, "bob", now - 100));
     assert!(r.is_ended("gw-4", Some("sid-9"), "bob", now));
     assert!(!r.is_ended("gw-5", None, "bob", now + 1));
     // An earlier logout does not move the time back.
-    r.end_subject("bob", now - 1000, now + 60);
+    r.end_subject("bob", now - 1000, now + 60).unwrap();
     assert!(r.is_ended("gw-4", None, "bob", now));
 
     // Records past their expiry count as absent.
-    r.end_provider_session("sid-old", now - 1);
-    r.end_subject("carol", now, now - 1);
+    r.end_provider_session("sid-old", now - 1).unwrap();
+    r.end_subject("carol", now, now - 1).unwrap();
     assert!(!r.is_ended("gw-6", Some("sid-old"), "carol", now - 100));
 
     // A revoked gateway session id is ended too.
-    r.revoke("gw-7", now + 60);
+    r.revoke("gw-7", now + 60).unwrap();
     assert!(r.is_ended("gw-7", None, "dave", now));
 }
 

@@ -20,6 +20,8 @@ fn codec_with(secret: &str, previous: &[&str]) -> SessionCodec {
             redis_urls: Vec::new(),
             redis_key_prefix: "portcullis:".into(),
             previous_secrets: previous.iter().map(|p| Secret::new((*p).into())).collect(),
+            state_dir: None,
+            outlive_access_token: false,
         },
         "http://idp/realms/x",
         "gateway",
@@ -146,7 +148,7 @@ fn expired_and_revoked_sessions_are_refused() {
         c.open(&request(&set)),
         SessionLookup::Valid { .. }
     ));
-    c.revoke(&d.sid, d.exp);
+    c.revoke(&d.sid, d.exp).unwrap();
     assert!(matches!(
         c.open(&request(&set)),
         SessionLookup::Invalid { .. }
@@ -214,9 +216,9 @@ fn first_use_is_true_for_exactly_one_of_many_racing_callers() {
 #[test]
 fn expired_revocations_count_as_absent() {
     let r = Revocations::default();
-    r.revoke("old", now() - 1);
+    r.revoke("old", now() - 1).unwrap();
     assert!(!r.contains("old"));
-    r.revoke("live", now() + 60);
+    r.revoke("live", now() + 60).unwrap();
     assert!(r.contains("live"));
     // A one-time value whose mark expired may be used again, once.
     assert!(r.first_use("old", now() + 60));
@@ -249,4 +251,96 @@ fn cookies_sealed_with_a_previous_secret_open_and_are_marked_for_resealing() {
         codec_with(NEW, &[]).open(&request(&sealed_old)),
         SessionLookup::Invalid { .. }
     ));
+}
+
+#[test]
+fn revocations_survive_a_reopen_and_the_file_is_pruned_and_compacted() {
+    use journal::{Entry, FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    let r = Revocations::open(dir.path()).unwrap();
+    r.revoke("gw-live", t + 600).unwrap();
+    r.revoke("gw-expired", t - 1).unwrap();
+    r.end_provider_session("psid\twith\ntabs%", t + 600)
+        .unwrap();
+    r.end_subject("bob", t - 5, t + 600).unwrap();
+    assert!(r.first_logout_token("jti-1", t + 600));
+    drop(r);
+    // Written by hand: an expired line of each kind and lines that are not ours.
+    let path = dir.path().join(FILE);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&Entry::Id("old-1".into(), t - 100).line());
+    text.push_str(&Entry::Subject("carol".into(), t - 100, t - 200).line());
+    text.push_str("garbage\n\nid\tno-expiry\nid\tx\t12\textra\nnope\tx\t99999999999\n");
+    text.push_str("id\t\t99999999999\nsub\tdave\t99999999999\n");
+    std::fs::write(&path, [text.as_bytes(), b"\xff\xfe\tbad utf-8\n"].concat()).unwrap();
+
+    let r = Revocations::open(dir.path()).unwrap();
+    assert!(r.contains("gw-live"));
+    assert!(!r.contains("gw-expired"));
+    assert!(!r.contains("old-1"));
+    assert!(r.is_ended("any", Some("psid\twith\ntabs%"), "nobody", t));
+    assert!(
+        r.is_ended("any", None, "bob", t - 10),
+        "created before bob's logout"
+    );
+    assert!(!r.is_ended("any", None, "bob", t), "created after it");
+    assert!(!r.first_logout_token("jti-1", t + 600), "still used");
+    // Compacted: only the live entries, each on its own well-formed line.
+    let compacted = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = compacted.lines().collect();
+    assert_eq!(lines.len(), 4, "{compacted}");
+    assert!(
+        lines.iter().all(|l| Entry::parse(l).is_some()),
+        "{compacted}"
+    );
+    for gone in ["gw-expired", "old-1", "carol", "garbage", "dave", "extra"] {
+        assert!(!compacted.contains(gone), "{gone}: {compacted}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn the_journal_is_compacted_when_it_grows_past_twice_the_live_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(journal::FILE);
+    let r = Revocations::open(dir.path()).unwrap();
+    // The same id over and over: one live entry, many appends.
+    for i in 0..1500u64 {
+        r.revoke("gw-again", now() + 600 + i).unwrap();
+    }
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(lines <= 1100, "{lines} lines for one live entry");
+    assert!(r.contains("gw-again"));
+    drop(r);
+    assert!(Revocations::open(dir.path()).unwrap().contains("gw-again"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_revocation_that_cannot_be_written_is_an_error_but_holds_in_memory() {
+    let r = Revocations {
+        journal: Some(Journal::failing().unwrap()),
+        ..Default::default()
+    };
+    let t = now();
+    assert!(r.revoke("gw-1", t + 60).is_err());
+    assert!(r.contains("gw-1"), "refused by this process all the same");
+    assert!(r.end_provider_session("psid-1", t + 60).is_err());
+    assert!(r.end_subject("bob", t, t + 60).is_err());
+    assert!(r.is_ended("x", Some("psid-1"), "nobody", t));
+    // One-time values stay one-time when their record fails.
+    assert!(r.first_use("state-1", t + 60));
+    assert!(!r.first_use("state-1", t + 60));
+    assert!(r.first_logout_token("jti-1", t + 60));
+    r.forget_logout_token("jti-1");
+    assert!(
+        r.first_logout_token("jti-1", t + 60),
+        "a retry after a 503 is accepted"
+    );
 }
