@@ -303,3 +303,61 @@ async fn a_back_channel_logout_on_one_replica_ends_the_session_on_both() {
         );
     }
 }
+
+/// `session.redis_urls`: the same guarantees on a Redis Cluster of three real nodes.
+#[tokio::test]
+async fn a_redis_cluster_shares_sessions_between_replicas_too() {
+    let cluster = support::redis::RedisCluster::start();
+    let idp = TestIdp::start().await;
+    let upstream = EchoUpstream::start().await;
+    let urls = cluster
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let port = support::free_port();
+        let toml = support::config_toml_on(
+            &format!("127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{port}"),
+            &idp.issuer(),
+            &upstream.url(),
+            TUTORIAL_RULES,
+        )
+        .replacen(
+            "[session]\n",
+            &format!("[session]\nstore = \"redis\"\nredis_urls = [{urls}]\n"),
+            1,
+        );
+        let gw = server::start(support::load(&toml)).await.expect("starts");
+        support::wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
+        replicas.push(gw);
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let mut alice = login(a, "alice", &idp).await;
+    let cookie = cookie_header(&alice);
+    assert_eq!(with_cookie(b, "/profile", &cookie).await.status, 200);
+    assert!(
+        cluster
+            .keys()
+            .iter()
+            .any(|k| k.starts_with("portcullis:s:")),
+        "the session is in the cluster: {:?}",
+        cluster.keys()
+    );
+    let out = alice
+        .request(
+            "POST",
+            &format!("http://{}/oauth2/logout", a.addr),
+            &[("Sec-Fetch-Site", "same-origin")],
+        )
+        .await;
+    assert_eq!(out.status, 302);
+    assert_eq!(with_cookie(b, "/profile", &cookie).await.status, 401);
+    assert!(!cluster
+        .keys()
+        .iter()
+        .any(|k| k.starts_with("portcullis:s:")));
+}

@@ -234,21 +234,39 @@ impl RedisStore {
         indexes.extend(provider_sid.map(|p| self.key("psid", p)));
         let secs = ttl.as_secs().max(1);
         let sid = sid.to_owned();
-        let atomic = !self.is_cluster();
+        let cluster = self.is_cluster();
         self.run("put", |mut c| async move {
-            let mut pipe = redis::pipe();
-            if atomic {
-                pipe.atomic();
-            }
-            pipe.set_ex(&key, sealed, secs).ignore();
+            // One transaction on one Redis. On a cluster the keys live in different slots,
+            // so each command goes on its own (the index first: a session is never
+            // stored without it).
+            let mut pipes = Vec::new();
             for index in &indexes {
+                let mut p = redis::pipe();
                 // The index lives as long as its longest session.
-                pipe.sadd(index, &sid).ignore();
+                p.sadd(index, &sid).ignore();
                 for cond in ["GT", "NX"] {
-                    pipe.cmd("EXPIRE").arg(index).arg(secs).arg(cond).ignore();
+                    p.cmd("EXPIRE").arg(index).arg(secs).arg(cond).ignore();
+                }
+                pipes.push(p);
+            }
+            let mut set = redis::pipe();
+            set.set_ex(&key, sealed, secs).ignore();
+            pipes.push(set);
+            if cluster {
+                for p in pipes {
+                    // Same slot within each: one key per pipeline.
+                    p.query_async::<()>(&mut c).await?;
+                }
+                return Ok(());
+            }
+            let mut all = redis::pipe();
+            all.atomic();
+            for p in &pipes {
+                for cmd in p.cmd_iter() {
+                    all.add_command(cmd.clone()).ignore();
                 }
             }
-            pipe.query_async::<()>(&mut c).await
+            all.query_async::<()>(&mut c).await
         })
         .await
     }
