@@ -871,14 +871,29 @@ async fn session_survives_access_token_expiry_by_refreshing() {
 /// seconds, holding the realm exclusively; puts the previous lifespan back afterwards,
 /// also when the scenario fails.
 async fn with_short_lifespan(scenario: impl std::future::Future<Output = ()> + Send + 'static) {
+    restoring_client_attribute(
+        "access.token.lifespan",
+        Some(&SHORT_LIFESPAN.to_string()),
+        scenario,
+    )
+    .await;
+}
+
+/// Runs `scenario` holding the realm exclusively, with the `gateway` client's attribute
+/// `key` set to `value` first (when given; the scenario may also set it itself), and puts
+/// the previous value back afterwards, also when the scenario fails.
+async fn restoring_client_attribute(
+    key: &str,
+    value: Option<&str>,
+    scenario: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let _realm = e2e_support::exclusive_realm().await;
     let kc = keycloak_url();
     let admin = KcAdmin::login(&kc).await;
-    let key = "access.token.lifespan";
     let previous = admin.client_attribute("gateway", key).await;
-    admin
-        .set_client_attribute("gateway", key, &SHORT_LIFESPAN.to_string())
-        .await;
+    if let Some(v) = value {
+        admin.set_client_attribute("gateway", key, v).await;
+    }
     // Run the scenario as its own task so that the realm is restored even if it fails.
     let outcome = tokio::spawn(scenario).await;
     // The admin token lives 60 s; take a fresh one.
@@ -1143,26 +1158,8 @@ async fn rotation_refresh_scenario() {
 #[tokio::test]
 #[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
 async fn an_admin_ending_alices_keycloak_session_ends_her_gateway_session() {
-    // Changes the gateway client's back-channel logout URL: the realm is ours alone, and
-    // the URL is put back afterwards, also when the scenario fails.
-    let _realm = e2e_support::exclusive_realm().await;
-    let kc = keycloak_url();
-    let key = "backchannel.logout.url";
-    let previous = KcAdmin::login(&kc)
-        .await
-        .client_attribute("gateway", key)
-        .await;
-    let outcome = tokio::spawn(backchannel_scenario()).await;
-    KcAdmin::login(&kc)
-        .await
-        .set_client_attribute("gateway", key, &previous)
-        .await;
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(p) => std::panic::resume_unwind(p),
-            Err(e) => panic!("the scenario did not finish: {e}"),
-        }
-    }
+    // The scenario points the back-channel logout URL at its own gateway.
+    restoring_client_attribute("backchannel.logout.url", None, backchannel_scenario()).await;
 }
 
 async fn backchannel_scenario() {

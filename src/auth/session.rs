@@ -247,26 +247,33 @@ impl Revocations {
     /// Marks a one-time value (a login state) used; false if it was used already. Atomic:
     /// of concurrent callers for one id, exactly one gets true.
     pub fn first_use(&self, id: &str, exp: u64) -> bool {
-        let t = now();
-        // A zero timeout: a caller that finds another one inserting this id loses at once.
-        let entry = self.ids.entry(id, Some(Duration::ZERO), |_, e| {
-            if *e > t {
-                EntryAction::Retain(())
-            } else {
-                EntryAction::ReplaceWithGuard
-            }
-        });
-        match entry {
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
-                // Err only when a `revoke` of the same id came in between: used all the same.
-                let _ = guard.insert(exp);
-                // A write failure is logged; the value stays used until a restart, and a
-                // login state is also bound to its short-lived cookie.
-                let _ = self.persist(Entry::Id(id.to_owned(), exp));
-                true
-            }
-            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
+        // A write failure is logged; the value stays used until a restart, and a login
+        // state is also bound to its short-lived cookie.
+        mark_once(&self.ids, id, exp) && {
+            let _ = self.persist(Entry::Id(id.to_owned(), exp));
+            true
         }
+    }
+}
+
+/// Marks `id` in `set` until `exp`; false if it is marked and not expired. Atomic: a zero
+/// timeout makes a caller that finds another one inserting the same id lose at once.
+fn mark_once(set: &Cache<String, u64>, id: &str, exp: u64) -> bool {
+    let t = now();
+    let entry = set.entry(id, Some(Duration::ZERO), |_, e| {
+        if *e > t {
+            EntryAction::Retain(())
+        } else {
+            EntryAction::ReplaceWithGuard
+        }
+    });
+    match entry {
+        EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
+            // Err only when a plain insert of the same id came in between: marked all the same.
+            let _ = guard.insert(exp);
+            true
+        }
+        EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
     }
 }
 
@@ -338,22 +345,10 @@ impl Revocations {
     /// Marks a logout token's `jti` used until `exp`; false if it was used already.
     /// Atomic, like [`Revocations::first_use`].
     pub fn first_logout_token(&self, jti: &str, exp: u64) -> bool {
-        let t = now();
-        let entry = self.logout_jtis.entry(jti, Some(Duration::ZERO), |_, e| {
-            if *e > t {
-                EntryAction::Retain(())
-            } else {
-                EntryAction::ReplaceWithGuard
-            }
-        });
-        match entry {
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
-                let _ = guard.insert(exp);
-                // Logged on failure; used until a restart all the same.
-                let _ = self.persist(Entry::Jti(jti.to_owned(), exp));
-                true
-            }
-            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
+        // Logged on failure; used until a restart all the same.
+        mark_once(&self.logout_jtis, jti, exp) && {
+            let _ = self.persist(Entry::Jti(jti.to_owned(), exp));
+            true
         }
     }
 }
