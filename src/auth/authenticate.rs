@@ -273,44 +273,61 @@ impl RequestAuth<'_> {
             self.set_cookies.extend(codec.clear(chunks));
             return Ok(None);
         };
-        let data = store
-            .get(&r.sid)
-            .await?
-            .and_then(|v| codec.open_stored(&r.sid, &v));
-        let Some(data) = data else {
+        // Read on every request: an ending on any replica is seen here at once.
+        let Some(value) = store.get(&r.sid).await? else {
             // Ended (logout, refresh failure, back-channel logout) or expired.
             self.set_cookies.extend(codec.clear(chunks));
             return Ok(None);
         };
-        if Identity::from_session(&data, self.tokens).is_some_and(|id| ended(codec, &data, &id))
-            || outlived(
-                codec.settings(),
-                self.tokens.leeway.as_secs(),
-                &data,
-                crate::unix_now(),
-            )
-        {
-            self.set_cookies.extend(codec.clear(chunks));
-            return Ok(None);
-        }
         if stale {
             self.set_cookies.extend(codec.seal_ref(&r, chunks));
         }
-        let expired = data
-            .at_exp
-            .is_some_and(|t| t <= crate::unix_now().saturating_add(5));
-        let data = if expired && codec.settings().refresh && data.refresh_token.is_some() {
-            match self.refresh_stored(store, data).await? {
-                Some(fresh) => fresh,
-                None => {
-                    self.set_cookies.extend(codec.clear(chunks));
-                    return Ok(None);
-                }
-            }
-        } else {
-            data
+        let now = crate::unix_now();
+        let leeway = self.tokens.leeway.as_secs();
+        let refreshes = codec.settings().refresh;
+        let due = |d: &SessionData| {
+            refreshes
+                && d.refresh_token.is_some()
+                && d.at_exp.is_some_and(|t| t <= now.saturating_add(5))
         };
-        Ok(Identity::from_session(&data, self.tokens).map(Arc::new))
+        // Fast path: this very value was opened before (same bytes, same session).
+        let key = s.cache.key(&value);
+        if let Some(hit) = s.cache.get(&key) {
+            let d = &hit.data;
+            if d.sid == r.sid
+                && d.exp > now
+                && !due(d)
+                && !codec.is_revoked(&d.sid)
+                && !ended(codec, d, &hit.identity)
+                && !outlived(codec.settings(), leeway, d, now)
+            {
+                return Ok(Some(hit.identity.clone()));
+            }
+        }
+        let data = codec.open_stored(&r.sid, &value);
+        let identity = data
+            .as_ref()
+            .and_then(|d| Identity::from_session(d, self.tokens));
+        let (Some(data), Some(identity)) = (data, identity) else {
+            self.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        };
+        if ended(codec, &data, &identity) || outlived(codec.settings(), leeway, &data, now) {
+            self.set_cookies.extend(codec.clear(chunks));
+            return Ok(None);
+        }
+        if !due(&data) {
+            let identity = Arc::new(identity);
+            s.cache.insert(key, data, identity.clone());
+            return Ok(Some(identity));
+        }
+        match self.refresh_stored(store, data).await? {
+            Some(fresh) => Ok(Identity::from_session(&fresh, self.tokens).map(Arc::new)),
+            None => {
+                self.set_cookies.extend(codec.clear(chunks));
+                Ok(None)
+            }
+        }
     }
 
     /// One refresh per session across replicas: the replica that takes the lock refreshes
