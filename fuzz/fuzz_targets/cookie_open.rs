@@ -38,6 +38,11 @@ static CODEC: LazyLock<SessionCodec> = LazyLock::new(|| {
             refresh: true,
             store: SessionStoreKind::Cookie,
             redis_url: None,
+            redis_urls: Vec::new(),
+            redis_key_prefix: "portcullis:".into(),
+            previous_secrets: Vec::new(),
+            state_dir: None,
+            outlive_access_token: false,
         },
         "http://idp/realms/x",
         "gateway",
@@ -163,7 +168,9 @@ fn round_trip(data: &[u8]) {
     assert!(!set.is_empty(), "a session always seals");
     let headers = request(&set);
     match c.open(&headers) {
-        SessionLookup::Valid { data: got, chunks } => {
+        SessionLookup::Valid {
+            data: got, chunks, ..
+        } => {
             assert!(set.len() <= MAX_CHUNKS, "{} chunks opened", set.len());
             assert_eq!(chunks, set.len());
             assert_eq!(got.sid, d.sid);
