@@ -1199,6 +1199,12 @@ fn unit_environment(unit: &Unit) -> Vec<(String, String)> {
 /// credentials directory that holds what `LoadCredential=` would copy there.
 fn systemd_example_config(unit: &Unit) -> Result<Config, ConfigErrors> {
     let creds = tempfile::tempdir().unwrap();
+    // `%S`: the root of systemd's state directories (/var/lib), with the unit's
+    // StateDirectory= in it, as systemd creates it before the start.
+    let state = tempfile::tempdir().unwrap();
+    for dir in unit.all("Service", "StateDirectory") {
+        std::fs::create_dir_all(state.path().join(dir)).unwrap();
+    }
     for cred in unit.all("Service", "LoadCredential") {
         let (name, source) = cred.split_once(':').unwrap();
         assert!(source.starts_with("/etc/portcullis/"), "{cred}");
@@ -1210,7 +1216,9 @@ fn systemd_example_config(unit: &Unit) -> Result<Config, ConfigErrors> {
         std::fs::write(creds.path().join(name), value).unwrap();
     }
     let vars = unit_environment(unit).into_iter().map(|(k, v)| {
-        let v = v.replace("%d", &creds.path().display().to_string());
+        let v = v
+            .replace("%d", &creds.path().display().to_string())
+            .replace("%S", &state.path().display().to_string());
         (k, v)
     });
     config::load(
@@ -1253,14 +1261,13 @@ fn systemd_secrets_come_from_credentials_not_from_the_config_file() {
         Ok(cfg) => cfg,
         Err(e) => panic!("deploy/systemd/gateway.toml is invalid:\n{e}"),
     };
-    // Except `session.state_dir` (logouts kept across restarts), which the files under
-    // deploy/ do not set yet: `check` warns about it for every cookie-store setup.
-    let warnings: Vec<_> = cfg
-        .warnings
-        .iter()
-        .filter(|w| w.key != "session.state_dir")
-        .collect();
-    assert!(warnings.is_empty(), "{warnings:?}");
+    // No warning at all: logouts are kept across restarts in the unit's state directory.
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let state_dir = cfg.session.as_ref().unwrap().state_dir.clone();
+    assert!(
+        state_dir.is_some_and(|d| d.ends_with(unit.service("StateDirectory"))),
+        "session.state_dir is the unit's StateDirectory="
+    );
     assert_eq!(
         cfg.session.as_ref().unwrap().secret.expose(),
         GENERATED_SESSION_SECRET

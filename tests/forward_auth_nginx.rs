@@ -11,12 +11,10 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use support::{Browser, Harness, RawResponse};
-use tokio::net::TcpStream;
+use support::nginx::{replace_once, Nginx};
+use support::{Browser, Harness};
 
 /// Rules on top of the tutorial's: a GET-only public area (to show that nginx asks for the
 /// client's method, not its subrequest's) and an API area that never starts a login.
@@ -33,138 +31,18 @@ login = "deny"
 
 const EXAMPLE: &str = "deploy/nginx/portcullis.conf";
 
-fn nginx_binary() -> PathBuf {
-    let bin = std::env::var_os("NGINX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
-    assert!(
-        bin.is_file(),
-        "these tests drive a real nginx, but {} does not exist. Install it with \
-         `apt-get install nginx-light` (or `apt-get install nginx`), or set NGINX to the \
-         nginx binary.",
-        bin.display()
+/// nginx on the example, its ports pointed at this test's gateway and app.
+async fn start_nginx(port: u16, gateway: SocketAddr, app: SocketAddr) -> Nginx {
+    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE))
+        .unwrap_or_else(|e| panic!("cannot read {EXAMPLE}: {e}"));
+    let site = replace_once(&example, "listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let site = replace_once(
+        &site,
+        "server 127.0.0.1:8080;",
+        &format!("server {gateway};"),
     );
-    bin
-}
-
-/// Replaces `from` in `text`, which must occur exactly once (so a changed example fails
-/// here instead of testing something else).
-fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(
-        text.matches(from).count(),
-        1,
-        "{EXAMPLE} should contain `{from}` exactly once"
-    );
-    text.replace(from, to)
-}
-
-/// An nginx process on the example configuration; killed (by its PID) when dropped.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    /// Starts nginx on `port` in front of `app`, asking `gateway`, and waits until it
-    /// accepts connections.
-    async fn start(port: u16, gateway: SocketAddr, app: SocketAddr) -> Nginx {
-        let bin = nginx_binary();
-        let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE))
-            .unwrap_or_else(|e| panic!("cannot read {EXAMPLE}: {e}"));
-        let site = replace_once(&example, "listen 80;", &format!("listen 127.0.0.1:{port};"));
-        let site = replace_once(
-            &site,
-            "server 127.0.0.1:8080;",
-            &format!("server {gateway};"),
-        );
-        let site = replace_once(&site, "server 127.0.0.1:3000;", &format!("server {app};"));
-
-        let dir = tempfile::tempdir().unwrap();
-        // nginx started as root runs as `nobody` and must reach its temp directories.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("site.conf"), site).unwrap();
-        let main = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{
-    worker_connections 256;
-}}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    include {d}/site.conf;
-}}
-"#
-        );
-        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
-        let child = Command::new(&bin)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut nginx = Nginx {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        nginx.wait_listening().await;
-        nginx
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    /// Polls the port until nginx accepts; fails at once if nginx exited.
-    async fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("nginx exited ({status}):\n{}", self.error_log());
-            }
-            if TcpStream::connect(self.addr).await.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {} within 10 s:\n{}",
-                self.addr,
-                self.error_log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
-        support::get(self.addr, path, headers).await
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // `master_process off`: the child is the only nginx process.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let site = replace_once(&site, "server 127.0.0.1:3000;", &format!("server {app};"));
+    Nginx::start(port, &site).await
 }
 
 /// The gateway with `public_url` on nginx's origin and nginx as a trusted proxy, and nginx
@@ -188,7 +66,7 @@ async fn setup() -> (Harness, Nginx) {
         toml.join("\n")
     })
     .await;
-    let nginx = Nginx::start(port, h.addr(), h.upstream.addr).await;
+    let nginx = start_nginx(port, h.addr(), h.upstream.addr).await;
     (h, nginx)
 }
 

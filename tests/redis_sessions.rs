@@ -23,6 +23,16 @@ struct Replicas {
 }
 
 async fn replica(idp: &TestIdp, upstream: &EchoUpstream, redis: &Redis) -> Running {
+    replica_with(idp, upstream, redis, "").await
+}
+
+/// A replica with more `[session]` keys (`session`); tokens get a 1-second leeway.
+async fn replica_with(
+    idp: &TestIdp,
+    upstream: &EchoUpstream,
+    redis: &Redis,
+    session: &str,
+) -> Running {
     let port = support::free_port();
     let toml = support::config_toml_on(
         &format!("127.0.0.1:{port}"),
@@ -34,10 +44,14 @@ async fn replica(idp: &TestIdp, upstream: &EchoUpstream, redis: &Redis) -> Runni
     .replacen(
         "[session]\n",
         &format!(
-            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\nlifetime = \"1h\"\n",
+            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\nlifetime = \"1h\"\n{session}\n",
             redis.url()
         ),
         1,
+    )
+    .replace(
+        "audiences = [\"gateway\"]",
+        "audiences = [\"gateway\"]\nleeway = \"1s\"",
     );
     let gw = server::start(support::load(&toml)).await.expect("starts");
     support::wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
@@ -360,4 +374,38 @@ async fn a_redis_cluster_shares_sessions_between_replicas_too() {
         .keys()
         .iter()
         .any(|k| k.starts_with("portcullis:s:")));
+}
+
+/// `refresh = false` with the Redis store: the session ends with its access token (plus
+/// the leeway) on every replica, as with the cookie store.
+#[tokio::test]
+async fn without_refresh_a_stored_session_ends_with_its_access_token() {
+    let idp = TestIdp::start().await;
+    let upstream = EchoUpstream::start().await;
+    let redis = Redis::start();
+    let a = replica_with(&idp, &upstream, &redis, "refresh = false").await;
+    let b = replica_with(&idp, &upstream, &redis, "refresh = false").await;
+    idp.set_access_ttl(2);
+    let start = portcullis::unix_now();
+    let alice = login(&a, "alice", &idp).await;
+    let cookie = cookie_header(&alice);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ended_at = loop {
+        let on_b = with_cookie(&b, "/profile", &cookie).await;
+        if on_b.status == 401 {
+            break portcullis::unix_now();
+        }
+        assert_eq!(on_b.status, 200, "{}", on_b.body);
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived its access token"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    const TTL_AND_LEEWAY: u64 = 2 + 1;
+    assert!(
+        ended_at >= start + TTL_AND_LEEWAY,
+        "ended before the token expired"
+    );
+    assert_eq!(with_cookie(&a, "/profile", &cookie).await.status, 401);
 }

@@ -12,6 +12,7 @@ use portcullis::testing::{EchoUpstream, Seen, TestIdp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod nginx;
 pub mod redis;
 
 pub const SESSION_SECRET: &str = "0123456789abcdef0123456789abcdef-test";
