@@ -7,9 +7,8 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use portcullis::server::{self, Running};
+use portcullis::server::Running;
 use portcullis::testing::{EchoUpstream, TestIdp};
 use support::redis::Redis;
 use support::{Browser, Harness, RawResponse};
@@ -133,18 +132,8 @@ async fn replica(idp: &TestIdp, upstream: &EchoUpstream, redis: &Redis) -> Runni
         &idp.issuer(),
         &upstream.url(),
         support::TUTORIAL_RULES,
-    ))
-    .replacen(
-        "[session]\n",
-        &format!(
-            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\n",
-            redis.url()
-        ),
-        1,
-    );
-    let gw = server::start(support::load(&toml)).await.expect("starts");
-    support::wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
-    gw
+    ));
+    support::serve(&redis.store_in(&toml)).await
 }
 
 #[tokio::test]

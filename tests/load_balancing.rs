@@ -8,9 +8,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use portcullis::server::{self, Running};
+use portcullis::server::Running;
 use portcullis::testing::{EchoUpstream, TestIdp};
 use support::nginx::{replace_once, Nginx};
 use support::redis::Redis;
@@ -51,18 +49,8 @@ async fn replica(public: &str, idp: &TestIdp, upstream: &EchoUpstream, redis: &R
         "[server]\n",
         "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
         1,
-    )
-    .replacen(
-        "[session]\n",
-        &format!(
-            "[session]\nstore = \"redis\"\nredis_url = \"{}\"\n",
-            redis.url()
-        ),
-        1,
     );
-    let gw = server::start(support::load(&toml)).await.expect("starts");
-    support::wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
-    gw
+    support::serve(&redis.store_in(&toml)).await
 }
 
 /// Requests this replica answered with 200 after a decision (its own metrics).

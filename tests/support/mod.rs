@@ -116,6 +116,13 @@ secret = "{SESSION_SECRET}"
     )
 }
 
+/// Starts a gateway on `toml` and waits until it is ready.
+pub async fn serve(toml: &str) -> Running {
+    let gw = server::start(load(toml)).await.expect("the gateway starts");
+    wait_ready(gw.admin_addr, Duration::from_secs(20)).await;
+    gw
+}
+
 pub fn load(toml: &str) -> portcullis::config::Config {
     match portcullis::config::load_figment(Figment::from(Toml::string(toml))) {
         Ok(c) => c,

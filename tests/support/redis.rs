@@ -41,6 +41,18 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A gateway configuration (`support::config_toml*`) with its sessions in this Redis.
+    pub fn store_in(&self, toml: &str) -> String {
+        toml.replacen(
+            "[session]\n",
+            &format!(
+                "[session]\nstore = \"redis\"\nredis_url = \"{}\"\n",
+                self.url()
+            ),
+            1,
+        )
+    }
+
     /// Starts the server (again) on its port and waits until it answers PING.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
