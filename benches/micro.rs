@@ -102,6 +102,11 @@ fn tokens(c: &mut Criterion) {
         ],
         jwks_refresh: std::time::Duration::from_secs(300),
         cache_size: 10_000,
+        introspection: false,
+        introspection_ttl: std::time::Duration::from_secs(60),
+        introspection_cache_size: 0,
+        dpop: portcullis::config::DpopMode::Allow,
+        issuers: Vec::new(),
     };
     let v = BearerValidator::new(&oidc, &settings);
     let mut claims = idp.claims("svc", "gateway", "read write");

@@ -393,9 +393,26 @@ fn source_for(
         println!("token:    signature not verified (--offline); iss, aud, exp and nbf checked");
         return Ok(Source::Unverified(token));
     }
-    match live_keys(rt, &cfg.oidc.issuer) {
-        Ok(keys) => {
-            let from = keys
+    // The keys of the issuer the token names (`oidc.issuer` unless it names one of
+    // `[[tokens.issuers]]`); the other issuers' keys are not fetched.
+    let bearers = crate::auth::bearer::Bearers::new(&cfg.oidc, &cfg.tokens);
+    let chosen = bearers.issuer_of(&token).unwrap_or(0);
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let client = crate::auth::provider::ProviderClient::new();
+    let keys: Vec<_> = bearers
+        .all()
+        .iter()
+        .map(|v| {
+            crate::auth::jwks::JwksCache::new(
+                v.issuer().to_owned(),
+                client.clone(),
+                metrics.clone(),
+            )
+        })
+        .collect();
+    match live_keys(rt, &keys[chosen]) {
+        Ok(()) => {
+            let from = keys[chosen]
                 .metadata()
                 .map(|m| m.jwks_uri.clone())
                 .unwrap_or_default();
@@ -418,18 +435,13 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 /// The issuer's keys, fetched once (discovery, then JWKS), within a few seconds.
 fn live_keys(
     rt: &tokio::runtime::Runtime,
-    issuer: &str,
-) -> Result<std::sync::Arc<crate::auth::jwks::JwksCache>, String> {
-    let jwks = crate::auth::jwks::JwksCache::new(
-        issuer.to_owned(),
-        crate::auth::provider::ProviderClient::new(),
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
-    );
+    jwks: &crate::auth::jwks::JwksCache,
+) -> Result<(), String> {
     let fetch = rt.block_on(async {
         tokio::time::timeout(std::time::Duration::from_secs(5), jwks.refresh()).await
     });
     match fetch {
-        Ok(Ok(_)) => Ok(jwks),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 5 s".to_owned()),
     }

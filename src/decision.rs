@@ -19,7 +19,7 @@ use std::sync::Arc;
 use http::header::HeaderMap;
 use http::Method;
 
-use crate::auth::{AuthError, Authenticate, Identity};
+use crate::auth::{AuthError, Authenticate, Identity, Presented};
 use crate::authz::{self, AllowReason, Decision, DenyReason};
 use crate::method_override::{self, OverrideError};
 use crate::path::NormalizedPath;
@@ -108,7 +108,12 @@ pub async fn decide<'r, A: Authenticate>(
         }
     };
     let all_public = selection.all_public();
-    let (identity, refused) = match auth.authenticate(asked.headers).await {
+    let presented = Presented {
+        method: asked.method,
+        path: asked.path.as_str(),
+        headers: asked.headers,
+    };
+    let (identity, refused) = match auth.authenticate(&presented).await {
         Ok(id) => (id, None),
         Err(e) if all_public => (None, Some(e)),
         Err(e) => {

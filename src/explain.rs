@@ -14,10 +14,12 @@ use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use http::Method;
 use serde_json::{Map, Value};
 
-use crate::auth::bearer::{BearerValidator, TokenError};
+use crate::auth::authenticate::DpopCheck;
+use crate::auth::bearer::{Bearers, TokenError};
+use crate::auth::dpop::ReplayGuard;
 use crate::auth::jwks::JwksCache;
 use crate::auth::token_cache::TokenCache;
-use crate::auth::{AuthError, Authenticate, Given, Identity, RequestAuth};
+use crate::auth::{AuthError, Authenticate, Given, Identity, Presented, RequestAuth};
 use crate::config::Config;
 use crate::decision::{self, Asked, Verdict};
 use crate::metrics::Metrics;
@@ -28,8 +30,13 @@ use crate::path::{self, NormalizedPath, PathRejection};
 pub enum Source {
     /// No credential.
     None,
-    /// A bearer token, validated as the main listener validates it with these keys.
-    Token { token: String, keys: Arc<JwksCache> },
+    /// A bearer token, validated as the main listener validates it with these keys (one
+    /// per issuer, in the order of `oidc.issuer` then `[[tokens.issuers]]`; only the one
+    /// the token names needs to have been fetched).
+    Token {
+        token: String,
+        keys: Vec<Arc<JwksCache>>,
+    },
     /// A bearer token whose claims are checked but not its signature (`--offline`, or the
     /// keys could not be fetched).
     Unverified(String),
@@ -78,9 +85,10 @@ pub async fn explain<'c>(
     }
     let host = host.filter(|_| cfg.rules.has_hosts());
     let checks = Checks {
-        bearer: BearerValidator::new(&cfg.oidc, &cfg.tokens),
+        bearer: Bearers::new(&cfg.oidc, &cfg.tokens),
         cache: TokenCache::new(1, cfg.tokens.leeway.as_secs()),
         metrics: Metrics::new(),
+        replay: ReplayGuard::new(1),
     };
     let keys = match &source {
         Source::Token { keys, .. } => Some(keys.clone()),
@@ -102,9 +110,10 @@ pub async fn explain<'c>(
 
 /// What a live token check needs besides the keys.
 struct Checks {
-    bearer: BearerValidator,
+    bearer: Bearers,
     cache: TokenCache,
     metrics: Metrics,
+    replay: ReplayGuard,
 }
 
 /// The authenticator for `source`. A token goes into `headers` as the main listener
@@ -112,7 +121,7 @@ struct Checks {
 fn authenticator<'a>(
     cfg: &'a Config,
     checks: &'a Checks,
-    keys: Option<&'a Arc<JwksCache>>,
+    keys: Option<&'a Vec<Arc<JwksCache>>>,
     source: Source,
     headers: &mut HeaderMap,
 ) -> Auth<'a> {
@@ -127,6 +136,14 @@ fn authenticator<'a>(
         bearer: &checks.bearer,
         jwks: keys,
         tokens: &cfg.tokens,
+        // An opaque token is not explained against the provider (no client call).
+        introspection: None,
+        dpop: DpopCheck {
+            public_url: &cfg.server.public_url,
+            allow_path_params: cfg.server.allow_path_params,
+            replay: &checks.replay,
+            store: None,
+        },
         token_cache: &checks.cache,
         metrics: &checks.metrics,
         sessions: None,
@@ -144,11 +161,11 @@ enum Auth<'a> {
 impl Authenticate for Auth<'_> {
     async fn authenticate(
         &mut self,
-        headers: &HeaderMap,
+        request: &Presented<'_>,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
         match self {
-            Auth::Live(auth) => auth.authenticate(headers).await,
-            Auth::Given(given) => given.authenticate(headers).await,
+            Auth::Live(auth) => auth.authenticate(request).await,
+            Auth::Given(given) => given.authenticate(request).await,
         }
     }
 }
@@ -156,15 +173,18 @@ impl Authenticate for Auth<'_> {
 /// An identity (or its refusal) that does not come from a live token check.
 fn given(
     cfg: &Config,
-    bearer: &BearerValidator,
+    bearer: &Bearers,
     source: Source,
 ) -> Result<Option<Arc<Identity>>, AuthError> {
-    let claims = match source {
+    let identity = match source {
         Source::None | Source::Token { .. } => return Ok(None),
         Source::Identity(id) => return Ok(Some(id)),
         Source::Unreadable => return Err(AuthError::InvalidToken(TokenError::Malformed)),
-        Source::Claims(claims) => claims,
-        Source::Unverified(token) => bearer.check_offline(&token).map_err(AuthError::from)?,
+        Source::Claims(claims) => Identity::from_claims(claims, &cfg.tokens),
+        Source::Unverified(token) => {
+            let (claims, validator) = bearer.check_offline(&token).map_err(AuthError::from)?;
+            validator.identity(claims)
+        }
     };
-    Ok(Some(Arc::new(Identity::from_claims(claims, &cfg.tokens))))
+    Ok(Some(Arc::new(identity)))
 }

@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::authenticate::{RequestAuth, Sessions};
-use crate::auth::bearer::BearerValidator;
+use crate::auth::authenticate::{DpopCheck, Introspection, RequestAuth, Sessions};
+use crate::auth::bearer::Bearers;
+use crate::auth::dpop::ReplayGuard;
+use crate::auth::introspection::Introspector;
 use crate::auth::jwks::JwksCache;
 use crate::auth::oidc::Oidc;
 use crate::auth::provider::ProviderClient;
@@ -26,7 +28,10 @@ use crate::metrics::Metrics;
 pub struct Runtime {
     pub config: Config,
     pub headers: HeaderPlan,
-    pub bearer: BearerValidator,
+    /// `oidc.issuer`'s validator, then those of `[[tokens.issuers]]`.
+    pub bearer: Bearers,
+    /// `tokens.introspection`: opaque tokens and their cached answers.
+    pub introspector: Option<Introspector>,
     /// `[upstream]`: where a request goes unless its rule names another upstream.
     pub upstream: Upstream,
     /// `[upstreams.NAME]`, in the order of `config.upstreams` (a rule's `upstream` index).
@@ -59,7 +64,15 @@ impl Runtime {
             .unwrap_or_else(|| "portcullis".to_owned());
         Ok(Runtime {
             headers: HeaderPlan::new(config.headers.clone(), cookie_name),
-            bearer: BearerValidator::new(&config.oidc, &config.tokens),
+            bearer: Bearers::new(&config.oidc, &config.tokens),
+            introspector: config.tokens.introspection.then(|| {
+                Introspector::new(
+                    config.tokens.introspection_cache_size,
+                    config.tokens.introspection_ttl,
+                    &config.oidc.client_id,
+                    config.oidc.client_secret.clone(),
+                )
+            }),
             upstream: Upstream::new(&config.upstream).map_err(|e| format!("upstream.url: {e}"))?,
             upstreams,
             session: config.session.as_ref().map(|s| {
@@ -99,6 +112,11 @@ pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     /// The issuer's discovery document and keys, refreshed in the background.
     pub jwks: Arc<JwksCache>,
+    /// The keys of every issuer whose bearer tokens are accepted: `jwks` first, then one
+    /// per `[[tokens.issuers]]` (fixed at start: a reload cannot change the list).
+    pub issuer_keys: Vec<Arc<JwksCache>>,
+    /// DPoP proofs seen (without the Redis store; with it, Redis remembers them).
+    pub dpop_replay: ReplayGuard,
     pub metrics: Arc<Metrics>,
     /// Client for the provider's token endpoint.
     pub provider: ProviderClient,
@@ -124,6 +142,10 @@ impl Gateway {
             provider.clone(),
             metrics.clone(),
         );
+        let mut issuer_keys = vec![jwks.clone()];
+        issuer_keys.extend(config.tokens.issuers.iter().map(|i| {
+            JwksCache::new(i.issuer.clone(), provider.clone(), metrics.clone())
+        }));
         // Read once at start: `session.state_dir` holds the logouts of earlier runs.
         let revocations = Arc::new(
             match config.session.as_ref().and_then(|s| s.state_dir.as_deref()) {
@@ -152,6 +174,8 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             jwks,
+            issuer_keys,
+            dpop_replay: ReplayGuard::default(),
             metrics,
             provider,
             revocations,
@@ -183,8 +207,18 @@ impl Gateway {
     pub fn authenticator<'a>(&'a self, rt: &'a Runtime) -> RequestAuth<'a> {
         RequestAuth {
             bearer: &rt.bearer,
-            jwks: &self.jwks,
+            jwks: &self.issuer_keys,
             tokens: &rt.config.tokens,
+            introspection: rt.introspector.as_ref().map(|introspector| Introspection {
+                introspector,
+                client: &self.provider,
+            }),
+            dpop: DpopCheck {
+                public_url: &rt.config.server.public_url,
+                allow_path_params: rt.config.server.allow_path_params,
+                replay: &self.dpop_replay,
+                store: self.store.as_deref(),
+            },
             token_cache: &rt.token_cache,
             metrics: &self.metrics,
             sessions: rt.session.as_ref().map(|codec| Sessions {
@@ -203,9 +237,10 @@ impl Gateway {
         }
     }
 
-    /// Ready once the provider's keys have been fetched and the session store (if any)
-    /// answers.
+    /// Ready once the keys of every issuer have been fetched and the session store (if
+    /// any) answers.
     pub fn is_ready(&self) -> bool {
-        self.jwks.is_ready() && self.store.as_ref().is_none_or(|s| s.is_healthy())
+        self.issuer_keys.iter().all(|k| k.is_ready())
+            && self.store.as_ref().is_none_or(|s| s.is_healthy())
     }
 }

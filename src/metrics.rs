@@ -40,6 +40,8 @@ pub struct Metrics {
     upstream_errors: Family<KindLabel, Counter>,
     jwks_fetches: Family<ResultLabel, Counter>,
     token_cache: Family<ResultLabel, Counter>,
+    introspections: Family<ResultLabel, Counter>,
+    dpop_proofs: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     config_hash: IntGauge,
@@ -105,6 +107,18 @@ impl Metrics {
             "token_cache",
             "Verified-token cache look-ups by result (hit, miss)",
             token_cache.clone(),
+        );
+        let introspections = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "introspections",
+            "Opaque-token introspections by result (hit = answered from the cache; active, inactive, refused, error, unavailable = calls)",
+            introspections.clone(),
+        );
+        let dpop_proofs = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "dpop_proofs",
+            "DPoP proofs by result (ok, invalid, replayed)",
+            dpop_proofs.clone(),
         );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -195,6 +209,8 @@ impl Metrics {
             upstream_errors,
             jwks_fetches,
             token_cache,
+            introspections,
+            dpop_proofs,
             session_refreshes,
             reloads,
             config_hash,
@@ -278,6 +294,19 @@ impl Metrics {
     pub fn token_cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.token_cache
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// An opaque token's introspection: `hit` from the cache, else the call's result.
+    pub fn introspection(&self, result: &'static str) {
+        self.introspections
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn dpop_proof(&self, result: &'static str) {
+        self.dpop_proofs
             .get_or_create(&ResultLabel { result })
             .inc();
     }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 
 use crate::auth::bearer::TokenError;
 use crate::auth::logout_token::LogoutTokenError;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, DpopRefusal};
 use crate::authority::AuthorityError;
 use crate::authz::{AllowReason, DenyReason};
 use crate::decision::{Refusal, SelectError, Verdict};
@@ -83,6 +83,11 @@ pub enum Denial {
     },
     /// A bearer token that failed validation.
     InvalidToken(TokenError),
+    /// A DPoP token or proof that failed validation, or a DPoP-bound token sent as
+    /// Bearer: 401 with a `DPoP` challenge (RFC 9449 §7.1).
+    InvalidDpop(DpopRefusal),
+    /// The introspection endpoint cannot be reached.
+    IntrospectionUnavailable,
     /// Valid token without the rule's scopes.
     InsufficientScope {
         required: Vec<String>,
@@ -153,6 +158,8 @@ impl From<AuthError> for Denial {
         match e {
             AuthError::Ambiguous => Denial::AmbiguousCredentials,
             AuthError::InvalidToken(e) => Denial::InvalidToken(e),
+            AuthError::Dpop(e) => Denial::InvalidDpop(e),
+            AuthError::IntrospectionUnavailable => Denial::IntrospectionUnavailable,
             AuthError::KeysUnavailable => Denial::ProviderUnavailable,
             AuthError::StoreUnavailable => Denial::StoreUnavailable,
         }
@@ -231,6 +238,9 @@ impl Denial {
             Denial::NoRule => "no_rule",
             Denial::Unauthenticated | Denial::LoginRequired { .. } => "unauthenticated",
             Denial::InvalidToken(_) => "invalid_token",
+            Denial::InvalidDpop(DpopRefusal::Proof(_)) => "invalid_dpop_proof",
+            Denial::InvalidDpop(DpopRefusal::Token(_)) => "invalid_dpop_token",
+            Denial::IntrospectionUnavailable => "introspection_unavailable",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::Forbidden(code) => code,
             Denial::UntrustedCaller => "untrusted_caller",
@@ -263,7 +273,7 @@ impl Denial {
             Denial::UpstreamConnect | Denial::UpstreamTimeout | Denial::UpstreamBroken => {
                 Fault::Upstream
             }
-            Denial::ProviderUnavailable => Fault::Provider,
+            Denial::ProviderUnavailable | Denial::IntrospectionUnavailable => Fault::Provider,
             Denial::StoreUnavailable | Denial::LogoutNotRecorded => Fault::Store,
             _ => Fault::Client,
         }
@@ -314,6 +324,21 @@ impl Denial {
                     )),
                 )
             }
+            Denial::InvalidDpop(refusal) => {
+                let (code, desc) = match refusal {
+                    DpopRefusal::Proof(e) => ("invalid_dpop_proof", e.to_string()),
+                    DpopRefusal::Token(e) => ("invalid_token", e.to_string()),
+                };
+                (
+                    StatusCode::UNAUTHORIZED,
+                    code,
+                    desc.clone(),
+                    Some(format!(
+                        "DPoP realm=\"portcullis\", error=\"{code}\", error_description=\"{desc}\", algs=\"{}\"",
+                        crate::auth::dpop::ALGS
+                    )),
+                )
+            }
             Denial::InsufficientScope { required } => {
                 let scope = required.join(" ");
                 (
@@ -341,6 +366,12 @@ impl Denial {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the identity provider cannot be reached yet; try again shortly".into(),
+                None,
+            ),
+            Denial::IntrospectionUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the identity provider cannot check this token now; try again shortly".into(),
                 None,
             ),
             Denial::StoreUnavailable => (

@@ -65,6 +65,11 @@ static VALIDATORS: LazyLock<Vec<(BearerValidator, Vec<Algorithm>)>> = LazyLock::
                 roles_claims: Vec::new(),
                 jwks_refresh: Duration::from_secs(300),
                 cache_size: 0,
+                introspection: false,
+                introspection_ttl: std::time::Duration::from_secs(60),
+                introspection_cache_size: 0,
+                dpop: portcullis::config::DpopMode::Allow,
+                issuers: Vec::new(),
             };
             (BearerValidator::new(&oidc, &tokens), algorithms)
         })

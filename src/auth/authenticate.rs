@@ -22,15 +22,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
+use http::Method;
 
-use super::bearer::{BearerValidator, TokenError};
+use super::bearer::{Bearers, TokenError};
+use super::dpop::{self, ProofError, ReplayGuard};
+use super::introspection::{self, IntrospectionError, Introspector};
 use super::jwks::JwksCache;
+use super::provider::ProviderClient;
 use super::refresh::{Provider, Refresher};
 use super::session::{SealedSession, SessionCodec, SessionData, SessionLookup, SessionRef};
 use super::store::{RedisStore, StoreError, REFRESH_LOCK};
 use super::token_cache::{SessionCache, TokenCache};
 use super::{extract, Credential, Identity};
-use crate::config::{SessionSettings, TokenSettings};
+use crate::config::{DpopMode, SessionSettings, TokenSettings};
 use crate::metrics::Metrics;
 
 /// Why a presented credential gives no identity.
@@ -42,12 +46,30 @@ pub enum AuthError {
     /// A bearer token that failed validation: 401.
     #[error("{0}")]
     InvalidToken(TokenError),
+    /// A DPoP token, or a proof, that failed validation (or a DPoP-bound token sent as
+    /// Bearer): 401 with a `DPoP` challenge.
+    #[error("{0}")]
+    Dpop(DpopRefusal),
+    /// The introspection endpoint cannot be reached: 503.
+    #[error("the introspection endpoint is unavailable")]
+    IntrospectionUnavailable,
     /// The provider's keys were never fetched, so no token can be checked: 503.
     #[error("the provider's keys are not available")]
     KeysUnavailable,
     /// The session store (Redis) did not answer: 503, never "no session".
     #[error("the session store is unavailable")]
     StoreUnavailable,
+}
+
+/// What a `DPoP` challenge reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DpopRefusal {
+    /// `invalid_dpop_proof`.
+    #[error("{0}")]
+    Proof(ProofError),
+    /// `invalid_token`.
+    #[error("{0}")]
+    Token(TokenError),
 }
 
 impl From<TokenError> for AuthError {
@@ -59,11 +81,20 @@ impl From<TokenError> for AuthError {
     }
 }
 
+/// The request a credential comes with: a DPoP proof names its method and URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub method: &'a Method,
+    /// The normalized path (what rules see).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
 /// Where the decision gets the identity from. `Ok(None)`: no credential.
 pub trait Authenticate {
     fn authenticate(
         &mut self,
-        headers: &HeaderMap,
+        request: &Presented<'_>,
     ) -> impl Future<Output = Result<Option<Arc<Identity>>, AuthError>> + Send;
 }
 
@@ -74,7 +105,7 @@ pub struct Given(pub Result<Option<Arc<Identity>>, AuthError>);
 impl Authenticate for Given {
     async fn authenticate(
         &mut self,
-        _headers: &HeaderMap,
+        _request: &Presented<'_>,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
         self.0.clone()
     }
@@ -82,15 +113,36 @@ impl Authenticate for Given {
 
 /// The running gateway's authentication of a request's own credential.
 pub struct RequestAuth<'a> {
-    pub bearer: &'a BearerValidator,
-    pub jwks: &'a JwksCache,
+    /// `oidc.issuer`'s validator first, then `[[tokens.issuers]]`.
+    pub bearer: &'a Bearers,
+    /// The keys of each issuer, in the order of `bearer.all()`.
+    pub jwks: &'a [Arc<JwksCache>],
     pub tokens: &'a TokenSettings,
+    /// Opaque tokens, with `tokens.introspection`.
+    pub introspection: Option<Introspection<'a>>,
+    /// DPoP proofs: what `htu` must name, and the proofs seen.
+    pub dpop: DpopCheck<'a>,
     pub token_cache: &'a TokenCache,
     pub metrics: &'a Metrics,
     /// `None` without `[session]`: only bearer tokens count.
     pub sessions: Option<Sessions<'a>>,
     /// `Set-Cookie` values for the response: a session refreshed or cleared.
     pub set_cookies: Vec<String>,
+}
+
+/// What introspecting an opaque token needs.
+pub struct Introspection<'a> {
+    pub introspector: &'a Introspector,
+    pub client: &'a ProviderClient,
+}
+
+/// What checking a DPoP proof needs.
+pub struct DpopCheck<'a> {
+    pub public_url: &'a url::Url,
+    pub allow_path_params: bool,
+    pub replay: &'a ReplayGuard,
+    /// With the Redis session store, proofs seen by any replica are refused by all.
+    pub store: Option<&'a RedisStore>,
 }
 
 /// What reading and refreshing a session cookie needs.
@@ -106,11 +158,16 @@ pub struct Sessions<'a> {
 impl Authenticate for RequestAuth<'_> {
     async fn authenticate(
         &mut self,
-        headers: &HeaderMap,
+        request: &Presented<'_>,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
+        let headers = request.headers;
+        let dpop_on = self.tokens.dpop != DpopMode::Off;
         match extract(headers).map_err(|_| AuthError::Ambiguous)? {
-            Credential::Bearer(token) => self.bearer_identity(token).await.map(Some),
-            Credential::OtherAuthorization | Credential::None => {
+            Credential::Bearer(token) => self.bearer_identity(token, None).await.map(Some),
+            Credential::Dpop(token) if dpop_on => {
+                self.bearer_identity(token, Some(request)).await.map(Some)
+            }
+            Credential::Dpop(_) | Credential::OtherAuthorization | Credential::None => {
                 match self.sessions.as_ref().and_then(|s| s.store) {
                     // Boxed: the store's futures are large, and every request's future
                     // would otherwise carry their size (and copy it).
@@ -123,23 +180,121 @@ impl Authenticate for RequestAuth<'_> {
 }
 
 impl RequestAuth<'_> {
-    async fn bearer_identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+    /// A token from `Authorization: Bearer` (`dpop` = `None`) or `Authorization: DPoP`
+    /// (with the request its proof must name). Then its binding: a DPoP-bound token
+    /// (`cnf.jkt`) only with the DPoP scheme and a valid proof, never as Bearer.
+    async fn bearer_identity(
+        &self,
+        token: &str,
+        dpop: Option<&Presented<'_>>,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let id = match self.token_identity(token).await {
+            Ok(id) => id,
+            Err(AuthError::InvalidToken(e)) if dpop.is_some() => {
+                return Err(AuthError::Dpop(DpopRefusal::Token(e)))
+            }
+            Err(e) => return Err(e),
+        };
+        let token_err = |e| Err(AuthError::Dpop(DpopRefusal::Token(e)));
+        let bound = dpop::bound_key(&id.claims)
+            .map_err(|()| AuthError::InvalidToken(TokenError::ClaimType))?;
+        match (dpop, bound) {
+            (None, Some(_)) => token_err(TokenError::BoundToKey),
+            (None, None) if self.tokens.dpop == DpopMode::Require => {
+                token_err(TokenError::DpopRequired)
+            }
+            (None, None) => Ok(id),
+            (Some(_), None) => token_err(TokenError::NotBound),
+            (Some(request), Some(jkt)) => {
+                Box::pin(self.check_proof(request, token, jkt)).await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// The proof of a DPoP request, then its `jti` against replays.
+    async fn check_proof(
+        &self,
+        request: &Presented<'_>,
+        token: &str,
+        jkt: &str,
+    ) -> Result<(), AuthError> {
+        let expected = dpop::Expected {
+            method: request.method,
+            public_url: self.dpop.public_url,
+            path: request.path,
+            allow_path_params: self.dpop.allow_path_params,
+            token,
+            jkt,
+            leeway: self.tokens.leeway.as_secs(),
+        };
+        let refused = |e: ProofError| {
+            tracing::debug!(reason = %e, "DPoP proof refused");
+            AuthError::Dpop(DpopRefusal::Proof(e))
+        };
+        let proof = dpop::verify_proof(
+            request.headers.get_all("dpop").iter(),
+            &expected,
+            crate::unix_now(),
+        )
+        .inspect_err(|_| self.metrics.dpop_proof("invalid"))
+        .map_err(refused)?;
+        if !self.dpop.replay.first_use(&proof, self.dpop.store).await? {
+            self.metrics.dpop_proof("replayed");
+            return Err(refused(ProofError::Replayed));
+        }
+        self.metrics.dpop_proof("ok");
+        Ok(())
+    }
+
+    /// The identity of a token, from the cache, a JWT's signature and claims, or (for an
+    /// opaque token, with `tokens.introspection`) the provider's introspection endpoint.
+    async fn token_identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         if let Some(id) = self.token_cache.get(token) {
             self.metrics.token_cache(true);
             return Ok(id);
         }
+        if let Some(intro) = &self.introspection {
+            if !super::jose::looks_like_jwt(token) {
+                return Box::pin(self.introspected(intro, token)).await;
+            }
+        }
         self.metrics.token_cache(false);
         // Boxed: validation may fetch keys, a large future most requests never run (they
         // hit the token cache).
-        let claims = Box::pin(self.bearer.validate(token, self.jwks))
+        let (claims, validator) = Box::pin(self.bearer.validate(token, self.jwks))
             .await
             .inspect_err(|e| tracing::debug!(reason = %e, "bearer token refused"))?;
-        let mut id = Identity::from_claims(claims, self.tokens);
+        let mut id = validator.identity(claims);
         id.access_token = Some(token.to_owned());
         id.from_bearer = true;
         let id = Arc::new(id);
         self.token_cache.insert(token, id.clone());
         Ok(id)
+    }
+
+    async fn introspected(
+        &self,
+        intro: &Introspection<'_>,
+        token: &str,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let cx = introspection::Context {
+            client: intro.client,
+            metadata: self.jwks.first().and_then(|k| k.metadata()),
+            validator: self.bearer.primary(),
+            metrics: self.metrics,
+        };
+        intro
+            .introspector
+            .identity(token, &cx)
+            .await
+            .map_err(|e| match e {
+                IntrospectionError::Refused(e) => {
+                    tracing::debug!(reason = %e, "opaque token refused");
+                    AuthError::InvalidToken(e)
+                }
+                IntrospectionError::Unavailable => AuthError::IntrospectionUnavailable,
+            })
     }
 
     /// The identity of the session cookie, refreshing its tokens when they expired.

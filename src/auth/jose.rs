@@ -59,14 +59,11 @@ pub struct Header {
 impl Header {
     /// Reads and checks the header of a compact JWS.
     pub fn parse(token: &str) -> Result<Header, JoseError> {
-        let (h, _, _) = split(token)?;
-        let map = decode_object(h).ok_or(JoseError::HeaderJson)?;
-        if map.contains_key("crit") {
-            return Err(JoseError::Crit);
-        }
-        if map.contains_key("b64") || map.contains_key("zip") {
-            return Err(JoseError::Encoding);
-        }
+        Header::from_map(&header_map(token)?)
+    }
+
+    /// The parameters the gateway reads, from a header already read by [`header_map`].
+    pub fn from_map(map: &Map<String, Value>) -> Result<Header, JoseError> {
         let string = |k: &str| match map.get(k) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -79,6 +76,26 @@ impl Header {
             kid: string("kid")?,
         })
     }
+}
+
+/// The whole JOSE header of a compact JWS, read strictly: a JSON object without duplicate
+/// keys, without `crit`, `b64` or `zip`.
+pub fn header_map(token: &str) -> Result<Map<String, Value>, JoseError> {
+    let (h, _, _) = split(token)?;
+    let map = decode_object(h).ok_or(JoseError::HeaderJson)?;
+    if map.contains_key("crit") {
+        return Err(JoseError::Crit);
+    }
+    if map.contains_key("b64") || map.contains_key("zip") {
+        return Err(JoseError::Encoding);
+    }
+    Ok(map)
+}
+
+/// Does `token` look like a compact JWS (three parts, the first a JSON object)? Tokens
+/// that do not are opaque: only introspection can judge them.
+pub fn looks_like_jwt(token: &str) -> bool {
+    split(token).is_ok_and(|(h, _, _)| decode_object(h).is_some())
 }
 
 /// The three parts of a compact JWS. More or fewer than three (a JWE has five) is refused.
@@ -94,6 +111,14 @@ pub fn split(token: &str) -> Result<(&str, &str, &str), JoseError> {
 pub fn claims(token: &str) -> Result<Map<String, Value>, JoseError> {
     let (_, p, _) = split(token)?;
     decode_object(p).ok_or(JoseError::ClaimsJson)
+}
+
+/// A JSON object without duplicate keys at any depth (an introspection answer).
+pub fn strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Strict>(bytes).ok()?.0 {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
 }
 
 fn decode_object(part: &str) -> Option<Map<String, Value>> {

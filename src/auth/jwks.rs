@@ -220,6 +220,10 @@ impl JwksCache {
         self.ready.load(Ordering::Acquire)
     }
 
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.metadata.load_full()
     }

@@ -6,6 +6,8 @@
 
 pub mod authenticate;
 pub mod bearer;
+pub mod dpop;
+pub mod introspection;
 pub mod jose;
 pub mod jwks;
 pub mod logout_token;
@@ -23,13 +25,15 @@ use serde_json::{Map, Value};
 use crate::claims;
 use crate::config::TokenSettings;
 
-pub use authenticate::{AuthError, Authenticate, Given, RequestAuth};
+pub use authenticate::{AuthError, Authenticate, DpopRefusal, Given, Presented, RequestAuth};
 
 /// The credential a request presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential<'a> {
     None,
     Bearer(&'a str),
+    /// `Authorization: DPoP <token>` (RFC 9449): judged only with `tokens.dpop` on.
+    Dpop(&'a str),
     /// `Authorization` with a scheme other than Bearer: not a gateway credential.
     OtherAuthorization,
 }
@@ -55,7 +59,11 @@ pub fn extract(headers: &HeaderMap) -> Result<Credential<'_>, AmbiguousCredentia
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
             Ok(Credential::Bearer(rest.trim()))
         }
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("dpop") => {
+            Ok(Credential::Dpop(rest.trim()))
+        }
         None if s.eq_ignore_ascii_case("bearer") => Ok(Credential::Bearer("")),
+        None if s.eq_ignore_ascii_case("dpop") => Ok(Credential::Dpop("")),
         _ => Ok(Credential::OtherAuthorization),
     }
 }
@@ -85,12 +93,21 @@ pub struct Identity {
 impl Identity {
     /// Builds an identity from verified (or, in `explain --claims`, given) claims.
     pub fn from_claims(claims: Map<String, Value>, tokens: &TokenSettings) -> Identity {
+        Identity::from_claims_with_roles(claims, &tokens.roles_claims)
+    }
+
+    /// Like [`Identity::from_claims`], with roles read from `roles_claims` (an issuer's).
+    /// An introspection answer's `username` stands in for a missing `preferred_username`.
+    pub fn from_claims_with_roles(
+        claims: Map<String, Value>,
+        roles_claims: &[claims::ClaimPath],
+    ) -> Identity {
         let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         Identity {
             subject: s("sub").unwrap_or_default(),
-            username: s("preferred_username"),
+            username: s("preferred_username").or_else(|| s("username")),
             email: s("email"),
-            roles: claims::roles(&claims, &tokens.roles_claims),
+            roles: claims::roles(&claims, roles_claims),
             scopes: claims::scopes(&claims),
             expires_at: claims.get("exp").and_then(Value::as_u64),
             access_token: None,

@@ -45,6 +45,9 @@ pub struct ProviderMetadata {
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
     pub userinfo_endpoint: Option<String>,
+    /// RFC 7662 (RFC 8414 names it in the metadata).
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
 }
 
 /// HTTP(S) client for the provider's documents.

@@ -258,7 +258,11 @@ impl Revocations {
 
 /// Marks `id` in `set` until `exp`; false if it is marked and not expired. Atomic: a zero
 /// timeout makes a caller that finds another one inserting the same id lose at once.
-fn mark_once(set: &Cache<String, u64>, id: &str, exp: u64) -> bool {
+pub(crate) fn mark_once<K, Q>(set: &Cache<K, u64>, id: &Q, exp: u64) -> bool
+where
+    K: Eq + std::hash::Hash + Clone,
+    Q: std::hash::Hash + quick_cache::Equivalent<K> + ToOwned<Owned = K> + ?Sized,
+{
     let t = now();
     let entry = set.entry(id, Some(Duration::ZERO), |_, e| {
         if *e > t {

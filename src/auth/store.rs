@@ -323,6 +323,26 @@ impl RedisStore {
         .await
     }
 
+    /// Records a one-time value (`kind:id`) for `ttl`; false if it was recorded before and
+    /// has not expired. One `SET NX PX`, so of concurrent callers on any replicas exactly
+    /// one gets true.
+    pub async fn first_use(&self, kind: &str, id: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.key(kind, id);
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run("first_use", |mut c| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
     pub async fn unlock_refresh(&self, sid: &str) {
         let key = self.key("lock", sid);
         let _ = self

@@ -48,7 +48,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
         .find(|r| r.access == Access::Authenticated && r.login != Login::Deny)
         .map(|r| r.index);
     let oidc = oidc(&raw, login_rule, &mut d);
-    let tokens = tokens(&raw, &oidc.client_id, &mut d);
+    let tokens = tokens(&raw, &oidc.client_id, &oidc.issuer, &mut d);
     let session = session(&raw.session, &server.public_url, login_rule, &mut d);
     let headers = headers(&raw.headers, &mut d);
     rule_warnings(&rules, &server.auth_prefix, &tokens, &mut d);
@@ -421,23 +421,7 @@ fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> Oidc
             d.error("oidc.issuer", "missing; the provider's issuer URL, such as \"http://localhost:8180/realms/myorg\"");
             String::new()
         }
-        Some(s) => match Url::parse(s) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.host().is_some()
-                    && u.query().is_none()
-                    && u.fragment().is_none() =>
-            {
-                s.clone()
-            }
-            _ => {
-                d.error(
-                    "oidc.issuer",
-                    format!("{s:?} is not an http:// or https:// URL without query"),
-                );
-                s.clone()
-            }
-        },
+        Some(s) => issuer_url(d, "oidc.issuer", s),
     };
     let client_id = match &o.client_id {
         Some(c) if !c.is_empty() => c.clone(),
@@ -473,7 +457,7 @@ fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> Oidc
     }
 }
 
-fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSettings {
+fn tokens(raw: &RawConfig, client_id: &str, oidc_issuer: &str, d: &mut Diagnostics) -> TokenSettings {
     let t = &raw.tokens;
     let audiences = t
         .audiences
@@ -482,16 +466,135 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
     if audiences.is_empty() {
         d.warn("tokens.audiences", "is empty, so the \"aud\" claim of bearer tokens is not checked; any token of the issuer is accepted");
     }
-    let mut algorithms = Vec::new();
     let names = t.algorithms.clone().unwrap_or_else(|| vec!["RS256".into()]);
+    let algorithms = algorithms(d, "tokens.algorithms", &names);
+    let default_roles = vec![
+        "realm_access.roles".to_owned(),
+        format!("resource_access.{client_id}.roles"),
+    ];
+    let roles_claims = t.roles_claims.clone().unwrap_or_else(|| default_roles.clone());
+    let paths = claim_paths(d, "tokens.roles_claims", &roles_claims);
+    let jwks_refresh = duration(
+        d,
+        "tokens.jwks_refresh",
+        t.jwks_refresh.as_deref(),
+        Duration::from_secs(300),
+    );
+    if jwks_refresh < Duration::from_secs(10) {
+        d.error("tokens.jwks_refresh", "must be at least \"10s\"");
+    }
+    let issuers = issuers(raw, oidc_issuer, &audiences, &names, &default_roles, d);
+    TokenSettings {
+        audiences,
+        algorithms,
+        leeway: duration(
+            d,
+            "tokens.leeway",
+            t.leeway.as_deref(),
+            Duration::from_secs(30),
+        ),
+        roles_claims: paths,
+        jwks_refresh,
+        cache_size: t.cache_size.unwrap_or(10_000),
+        introspection: t.introspection.unwrap_or(false),
+        introspection_ttl: {
+            let ttl = duration(
+                d,
+                "tokens.introspection_ttl",
+                t.introspection_ttl.as_deref(),
+                Duration::from_secs(60),
+            );
+            if ttl.is_zero() && t.introspection_cache_size != Some(0) {
+                d.error("tokens.introspection_ttl", "must be more than 0s (set introspection_cache_size = 0 to ask the provider for every request)");
+            }
+            ttl
+        },
+        introspection_cache_size: t.introspection_cache_size.unwrap_or(10_000),
+        dpop: match t.dpop.as_deref() {
+            None | Some("allow") => DpopMode::Allow,
+            Some("off") => DpopMode::Off,
+            Some("require") => DpopMode::Require,
+            Some(other) => {
+                d.error(
+                    "tokens.dpop",
+                    format!("{other:?} is not one of \"off\", \"allow\", \"require\""),
+                );
+                DpopMode::Allow
+            }
+        },
+        issuers,
+    }
+}
+
+/// `[[tokens.issuers]]`: each with a distinct issuer URL (also distinct from
+/// `oidc.issuer`); audiences, algorithms and role paths default to those of `[tokens]`.
+fn issuers(
+    raw: &RawConfig,
+    oidc_issuer: &str,
+    audiences: &[String],
+    algorithm_names: &[String],
+    default_roles: &[String],
+    d: &mut Diagnostics,
+) -> Vec<IssuerSettings> {
+    let mut out: Vec<IssuerSettings> = Vec::new();
+    for (i, r) in raw.tokens.issuers.iter().flatten().enumerate() {
+        let key = |k: &str| format!("tokens.issuers[{i}].{k}");
+        let issuer = match &r.issuer {
+            None => {
+                d.error(key("issuer"), "missing; the issuer URL its tokens carry in \"iss\"");
+                continue;
+            }
+            Some(s) => issuer_url(d, &key("issuer"), s),
+        };
+        if issuer == oidc_issuer {
+            d.error(key("issuer"), "is oidc.issuer, whose tokens are already accepted; list only further issuers");
+        } else if let Some(j) = out.iter().position(|o| o.issuer == issuer) {
+            d.error(key("issuer"), format!("repeats tokens.issuers[{j}].issuer"));
+        }
+        let auds = r.audiences.clone().unwrap_or_else(|| audiences.to_vec());
+        if auds.is_empty() {
+            d.warn(key("audiences"), "is empty, so the \"aud\" claim of this issuer's tokens is not checked");
+        }
+        let names = r.algorithms.clone().unwrap_or_else(|| algorithm_names.to_vec());
+        let roles = r.roles_claims.clone().unwrap_or_else(|| default_roles.to_vec());
+        out.push(IssuerSettings {
+            issuer,
+            audiences: auds,
+            algorithms: algorithms(d, &key("algorithms"), &names),
+            roles_claims: claim_paths(d, &key("roles_claims"), &roles),
+        });
+    }
+    out
+}
+
+/// An issuer URL: http(s), a host, no query or fragment. Kept as written (`iss` is
+/// compared with it byte for byte).
+fn issuer_url(d: &mut Diagnostics, key: &str, s: &str) -> String {
+    match Url::parse(s) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none() => {}
+        _ => d.error(
+            key,
+            format!("{s:?} is not an http:// or https:// URL without query"),
+        ),
+    }
+    s.to_owned()
+}
+
+/// A non-empty allow-list of asymmetric signing algorithms.
+fn algorithms(d: &mut Diagnostics, key: &str, names: &[String]) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
     if names.is_empty() {
         d.error(
-            "tokens.algorithms",
+            key,
             "is empty; list the signing algorithms to accept, such as [\"RS256\"]",
         );
     }
     for (i, name) in names.iter().enumerate() {
-        let key = format!("tokens.algorithms[{i}]");
+        let key = format!("{key}[{i}]");
         match name.as_str() {
             "RS256" => algorithms.push(Algorithm::RS256),
             "RS384" => algorithms.push(Algorithm::RS384),
@@ -509,41 +612,19 @@ fn tokens(raw: &RawConfig, client_id: &str, d: &mut Diagnostics) -> TokenSetting
             n => d.error(key, format!("{n:?} is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA")),
         }
     }
-    let roles_claims = t.roles_claims.clone().unwrap_or_else(|| {
-        vec![
-            "realm_access.roles".to_owned(),
-            format!("resource_access.{client_id}.roles"),
-        ]
-    });
-    let mut paths = Vec::new();
-    for (i, p) in roles_claims.iter().enumerate() {
+    algorithms
+}
+
+/// Claim dot paths, each error naming its index.
+fn claim_paths(d: &mut Diagnostics, key: &str, paths: &[String]) -> Vec<ClaimPath> {
+    let mut out = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
         match ClaimPath::parse(p) {
-            Ok(cp) => paths.push(cp),
-            Err(msg) => d.error(format!("tokens.roles_claims[{i}]"), msg),
+            Ok(cp) => out.push(cp),
+            Err(msg) => d.error(format!("{key}[{i}]"), msg),
         }
     }
-    let jwks_refresh = duration(
-        d,
-        "tokens.jwks_refresh",
-        t.jwks_refresh.as_deref(),
-        Duration::from_secs(300),
-    );
-    if jwks_refresh < Duration::from_secs(10) {
-        d.error("tokens.jwks_refresh", "must be at least \"10s\"");
-    }
-    TokenSettings {
-        audiences,
-        algorithms,
-        leeway: duration(
-            d,
-            "tokens.leeway",
-            t.leeway.as_deref(),
-            Duration::from_secs(30),
-        ),
-        roles_claims: paths,
-        jwks_refresh,
-        cache_size: t.cache_size.unwrap_or(10_000),
-    }
+    out
 }
 
 /// A `redis://` or `rediss://` URL with a host; the message never repeats it (it may hold

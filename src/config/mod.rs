@@ -147,6 +147,39 @@ pub struct TokenSettings {
     pub jwks_refresh: Duration,
     /// Verified tokens kept to skip signature checks for repeated tokens; 0 disables.
     pub cache_size: usize,
+    /// `introspection`: tokens that are not JWTs are asked about at the provider's
+    /// introspection endpoint (RFC 7662).
+    pub introspection: bool,
+    /// `introspection_ttl`: how long an answer is kept (never past the token's `exp`).
+    pub introspection_ttl: Duration,
+    /// `introspection_cache_size`: answers kept; 0 asks the provider every time.
+    pub introspection_cache_size: usize,
+    /// `dpop`: sender-constrained tokens (RFC 9449).
+    pub dpop: DpopMode,
+    /// `[[tokens.issuers]]`, in file order: further issuers of bearer tokens.
+    pub issuers: Vec<IssuerSettings>,
+}
+
+/// `tokens.dpop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopMode {
+    /// The `DPoP` scheme is not a gateway credential; a DPoP-bound token is still never
+    /// accepted as a Bearer token.
+    Off,
+    /// Bearer and DPoP tokens are both accepted (a bound token only with its proof).
+    Allow,
+    /// Only DPoP-bound tokens with a valid proof are accepted.
+    Require,
+}
+
+/// One `[[tokens.issuers]]` entry: judged with its own keys, audiences and role paths.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    /// Compared with a token's `iss` byte for byte.
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub roles_claims: Vec<ClaimPath>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,6 +89,21 @@ pub struct RawTokens {
     pub roles_claims: Option<Vec<String>>,
     pub jwks_refresh: Option<String>,
     pub cache_size: Option<usize>,
+    pub introspection: Option<bool>,
+    pub introspection_ttl: Option<String>,
+    pub introspection_cache_size: Option<usize>,
+    pub dpop: Option<String>,
+    pub issuers: Option<Vec<RawIssuer>>,
+}
+
+/// `[[tokens.issuers]]`: a further issuer whose bearer tokens are accepted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIssuer {
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub roles_claims: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,7 +4,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::auth::Authenticate;
+use crate::auth::{Authenticate, Presented};
 use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
 use crate::response::{full, Body, Denial};
@@ -19,7 +19,13 @@ pub async fn handle(
         return Err(Denial::MethodNotAllowed);
     }
     let mut auth = gw.authenticator(rt);
-    let id = auth.authenticate(req.headers()).await;
+    // A DPoP proof for userinfo names its own URL (the path under auth_prefix).
+    let presented = Presented {
+        method: req.method(),
+        path: req.uri().path(),
+        headers: req.headers(),
+    };
+    let id = auth.authenticate(&presented).await;
     ctx.set_cookies.append(&mut auth.set_cookies);
     let id = id?.ok_or(Denial::Unauthenticated)?;
     ctx.subject = Some(id.subject.clone());

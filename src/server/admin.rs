@@ -21,6 +21,21 @@ use crate::config::Secret;
 use crate::endpoints::redirect::query_param;
 use crate::gateway::Gateway;
 
+/// Why `/readyz` is 503: every issuer whose keys are missing, and the session store.
+fn not_ready(gw: &Gateway) -> String {
+    let mut why = Vec::new();
+    for k in gw.issuer_keys.iter().filter(|k| !k.is_ready()) {
+        why.push(format!(
+            "the keys of {} have not been fetched yet",
+            k.issuer()
+        ));
+    }
+    if gw.store.as_ref().is_some_and(|s| !s.is_healthy()) {
+        why.push("the session store does not answer".to_owned());
+    }
+    format!("not ready: {}\n", why.join("; "))
+}
+
 async fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/sessions" || path.starts_with("/sessions/") {
@@ -29,16 +44,7 @@ async fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     let (status, content_type, body) = match path {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/readyz" if gw.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        "/readyz" if gw.jwks.is_ready() => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready: the session store does not answer\n".to_owned(),
-        ),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready: the identity provider's keys have not been fetched yet\n".to_owned(),
-        ),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", not_ready(gw)),
         "/metrics" => {
             gw.observe_gauges();
             (

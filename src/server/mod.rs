@@ -60,7 +60,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, rx) = watch::channel(false);
 
-    let keys = tokio::spawn(gateway.jwks.clone().run(jwks_refresh));
+    let background = gateway
+        .issuer_keys
+        .iter()
+        .map(|k| tokio::spawn(k.clone().run(jwks_refresh)))
+        .collect();
     let tasks = vec![
         tokio::spawn(listener::serve(gateway.clone(), main, rx.clone())),
         tokio::spawn(admin::serve(gateway.clone(), admin, rx)),
@@ -72,6 +76,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
         gateway,
         shutdown,
         tasks,
-        background: vec![keys],
+        background,
     })
 }

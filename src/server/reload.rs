@@ -92,6 +92,16 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     if o.oidc.issuer != n.oidc.issuer {
         return Err(refuse("oidc.issuer", "the issuer"));
     }
+    let issuers = |c: &config::Config| {
+        c.tokens
+            .issuers
+            .iter()
+            .map(|i| i.issuer.clone())
+            .collect::<Vec<_>>()
+    };
+    if issuers(o) != issuers(n) {
+        return Err(refuse("tokens.issuers", "the list of further issuers"));
+    }
     if o.tokens.jwks_refresh != n.tokens.jwks_refresh {
         return Err(refuse("tokens.jwks_refresh", "the key refresh interval"));
     }

@@ -85,6 +85,16 @@ struct State {
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     available: AtomicBool,
+    /// Introspection (RFC 7662): answers by opaque token; unknown tokens are inactive.
+    introspection: Mutex<Introspection>,
+}
+
+#[derive(Default)]
+struct Introspection {
+    answers: std::collections::HashMap<String, Value>,
+    /// Set: the endpoint answers this status and body instead.
+    failure: Option<(u16, String)>,
+    calls: usize,
 }
 
 /// The in-process provider. Dropping it does not stop the server task; tests end with
@@ -121,6 +131,7 @@ impl TestIdp {
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             available: AtomicBool::new(true),
+            introspection: Mutex::new(Introspection::default()),
         });
         let s = state.clone();
         super::serve(listener, move |req| {
@@ -132,6 +143,24 @@ impl TestIdp {
 
     pub fn issuer(&self) -> String {
         self.state.issuer.clone()
+    }
+
+    /// What the introspection endpoint answers for `token` (`{"active": false}` for tokens
+    /// it was not told about).
+    pub fn set_introspection(&self, token: &str, answer: Value) {
+        let mut i = self.state.introspection.lock().unwrap();
+        i.answers.insert(token.to_owned(), answer);
+    }
+
+    /// Makes the introspection endpoint answer `status` with `body` (None: normal again).
+    pub fn set_introspection_failure(&self, failure: Option<(u16, &str)>) {
+        let mut i = self.state.introspection.lock().unwrap();
+        i.failure = failure.map(|(s, b)| (s, b.to_owned()));
+    }
+
+    /// Client-authenticated calls the introspection endpoint answered.
+    pub fn introspections(&self) -> usize {
+        self.state.introspection.lock().unwrap().calls
     }
 
     pub fn jwks_fetches(&self) -> usize {
@@ -551,6 +580,34 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 None => json_response(StatusCode::OK, &json!({"logged_out": true})),
             }
         }
+        "/protocol/openid-connect/token/introspect" => {
+            let f: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+            if !client_authenticated(&headers, &f) {
+                return json_response(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": "invalid_client"}),
+                );
+            }
+            let mut i = s.introspection.lock().unwrap();
+            i.calls += 1;
+            if let Some((status, body)) = &i.failure {
+                let mut r = Response::new(Full::new(Bytes::from(body.clone())));
+                *r.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return r;
+            }
+            let token = f.get("token").cloned().unwrap_or_default();
+            let answer = i
+                .answers
+                .get(&token)
+                .cloned()
+                .unwrap_or_else(|| json!({"active": false}));
+            json_response(StatusCode::OK, &answer)
+        }
         "/.well-known/openid-configuration" => {
             s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
             json_response(
@@ -562,6 +619,7 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     "userinfo_endpoint": format!("{base}/userinfo"),
                     "end_session_endpoint": format!("{base}/logout"),
                     "jwks_uri": format!("{base}/certs"),
+                    "introspection_endpoint": format!("{base}/token/introspect"),
                     "response_types_supported": ["code"],
                     "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256"],

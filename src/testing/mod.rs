@@ -3,6 +3,7 @@
 //! upstream that reports exactly what it received. Both bind `127.0.0.1:0`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dpop;
 pub mod idp;
 pub mod upstream;
 

@@ -17,6 +17,11 @@ fn validator() -> BearerValidator {
             roles_claims: Vec::new(),
             jwks_refresh: Duration::from_secs(300),
             cache_size: 0,
+            introspection: false,
+            introspection_ttl: std::time::Duration::from_secs(60),
+            introspection_cache_size: 0,
+            dpop: crate::config::DpopMode::Allow,
+            issuers: Vec::new(),
         },
     )
 }
