@@ -143,9 +143,13 @@ impl Gateway {
             metrics.clone(),
         );
         let mut issuer_keys = vec![jwks.clone()];
-        issuer_keys.extend(config.tokens.issuers.iter().map(|i| {
-            JwksCache::new(i.issuer.clone(), provider.clone(), metrics.clone())
-        }));
+        issuer_keys.extend(
+            config
+                .tokens
+                .issuers
+                .iter()
+                .map(|i| JwksCache::new(i.issuer.clone(), provider.clone(), metrics.clone())),
+        );
         // Read once at start: `session.state_dir` holds the logouts of earlier runs.
         let revocations = Arc::new(
             match config.session.as_ref().and_then(|s| s.state_dir.as_deref()) {

@@ -345,7 +345,7 @@ async fn check(w: &World, c: Case) -> Result<(), TestCaseError> {
         Cred::None => Source::None,
         Cred::Token(i) => Source::Token {
             token: w.tokens[i].clone(),
-            keys: w.keys.clone(),
+            keys: vec![w.keys.clone()],
         },
         Cred::Session(i) => Source::Identity(w.sessions[i].1.clone()),
     };

@@ -197,7 +197,7 @@ impl RequestAuth<'_> {
         };
         let token_err = |e| Err(AuthError::Dpop(DpopRefusal::Token(e)));
         let bound = dpop::bound_key(&id.claims)
-            .map_err(|()| AuthError::InvalidToken(TokenError::ClaimType))?;
+            .map_err(|_| AuthError::InvalidToken(TokenError::ClaimType))?;
         match (dpop, bound) {
             (None, Some(_)) => token_err(TokenError::BoundToKey),
             (None, None) if self.tokens.dpop == DpopMode::Require => {

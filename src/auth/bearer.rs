@@ -345,7 +345,15 @@ impl Bearers {
     fn read(
         &self,
         token: &str,
-    ) -> Result<(&BearerValidator, Algorithm, Option<String>, Map<String, Value>), TokenError> {
+    ) -> Result<
+        (
+            &BearerValidator,
+            Algorithm,
+            Option<String>,
+            Map<String, Value>,
+        ),
+        TokenError,
+    > {
         if self.issuers.len() == 1 {
             let v = &self.issuers[0];
             let (alg, kid) = v.inspect(token)?;

@@ -111,18 +111,22 @@ pub struct Proof {
     pub remember: Duration,
 }
 
+/// A `cnf` claim that is not an object with a string `jkt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedBinding;
+
 /// The `cnf.jkt` of a token's claims: `Ok(None)` = not bound; a `cnf` that is not an object
 /// with a string `jkt` is a malformed binding.
-pub fn bound_key(claims: &Map<String, Value>) -> Result<Option<&str>, ()> {
+pub fn bound_key(claims: &Map<String, Value>) -> Result<Option<&str>, MalformedBinding> {
     match claims.get("cnf") {
         None => Ok(None),
         Some(Value::Object(cnf)) => match cnf.get("jkt") {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
             // Another confirmation method (such as `x5t#S256`, RFC 8705): not DPoP.
             None => Ok(None),
-            Some(_) => Err(()),
+            Some(_) => Err(MalformedBinding),
         },
-        Some(_) => Err(()),
+        Some(_) => Err(MalformedBinding),
     }
 }
 
@@ -301,7 +305,11 @@ impl ReplayGuard {
     ) -> Result<bool, StoreError> {
         match store {
             Some(store) => {
-                let key: String = proof.replay_key.iter().map(|b| format!("{b:02x}")).collect();
+                let key: String = proof
+                    .replay_key
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 store.first_use("dpop", &key, proof.remember).await
             }
             None => Ok(super::session::mark_once(

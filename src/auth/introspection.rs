@@ -170,7 +170,10 @@ impl Introspector {
         let status = response.status();
         if status.is_server_error() {
             cx.metrics.introspection("unavailable");
-            tracing::warn!(status = status.as_u16(), "the introspection endpoint failed");
+            tracing::warn!(
+                status = status.as_u16(),
+                "the introspection endpoint failed"
+            );
             return unavailable;
         }
         let refused = |e: TokenError| Answer::Refused(e, now + self.ttl);
@@ -217,8 +220,11 @@ impl Introspector {
     ) -> Result<http::Response<Vec<u8>>, ProviderError> {
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let secret = self.client_secret.as_ref().map_or("", |s| s.expose());
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", enc(&self.client_id), enc(secret)));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            enc(&self.client_id),
+            enc(secret)
+        ));
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("token", token)
             .append_pair("token_type_hint", "access_token")

@@ -457,7 +457,12 @@ fn oidc(raw: &RawConfig, login_rule: Option<usize>, d: &mut Diagnostics) -> Oidc
     }
 }
 
-fn tokens(raw: &RawConfig, client_id: &str, oidc_issuer: &str, d: &mut Diagnostics) -> TokenSettings {
+fn tokens(
+    raw: &RawConfig,
+    client_id: &str,
+    oidc_issuer: &str,
+    d: &mut Diagnostics,
+) -> TokenSettings {
     let t = &raw.tokens;
     let audiences = t
         .audiences
@@ -472,7 +477,10 @@ fn tokens(raw: &RawConfig, client_id: &str, oidc_issuer: &str, d: &mut Diagnosti
         "realm_access.roles".to_owned(),
         format!("resource_access.{client_id}.roles"),
     ];
-    let roles_claims = t.roles_claims.clone().unwrap_or_else(|| default_roles.clone());
+    let roles_claims = t
+        .roles_claims
+        .clone()
+        .unwrap_or_else(|| default_roles.clone());
     let paths = claim_paths(d, "tokens.roles_claims", &roles_claims);
     let jwks_refresh = duration(
         d,
@@ -541,22 +549,37 @@ fn issuers(
         let key = |k: &str| format!("tokens.issuers[{i}].{k}");
         let issuer = match &r.issuer {
             None => {
-                d.error(key("issuer"), "missing; the issuer URL its tokens carry in \"iss\"");
+                d.error(
+                    key("issuer"),
+                    "missing; the issuer URL its tokens carry in \"iss\"",
+                );
                 continue;
             }
             Some(s) => issuer_url(d, &key("issuer"), s),
         };
         if issuer == oidc_issuer {
-            d.error(key("issuer"), "is oidc.issuer, whose tokens are already accepted; list only further issuers");
+            d.error(
+                key("issuer"),
+                "is oidc.issuer, whose tokens are already accepted; list only further issuers",
+            );
         } else if let Some(j) = out.iter().position(|o| o.issuer == issuer) {
             d.error(key("issuer"), format!("repeats tokens.issuers[{j}].issuer"));
         }
         let auds = r.audiences.clone().unwrap_or_else(|| audiences.to_vec());
         if auds.is_empty() {
-            d.warn(key("audiences"), "is empty, so the \"aud\" claim of this issuer's tokens is not checked");
+            d.warn(
+                key("audiences"),
+                "is empty, so the \"aud\" claim of this issuer's tokens is not checked",
+            );
         }
-        let names = r.algorithms.clone().unwrap_or_else(|| algorithm_names.to_vec());
-        let roles = r.roles_claims.clone().unwrap_or_else(|| default_roles.to_vec());
+        let names = r
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| algorithm_names.to_vec());
+        let roles = r
+            .roles_claims
+            .clone()
+            .unwrap_or_else(|| default_roles.to_vec());
         out.push(IssuerSettings {
             issuer,
             audiences: auds,

@@ -582,7 +582,9 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/protocol/openid-connect/token/introspect" => {
             let f: std::collections::HashMap<String, String> =
-                form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
             if !client_authenticated(&headers, &f) {
                 return json_response(
                     StatusCode::UNAUTHORIZED,

@@ -29,9 +29,18 @@ fn bound_key_reads_cnf_jkt_only() {
         bound_key(&claims(json!({"cnf": {"x5t#S256": "abc"}}))),
         Ok(None)
     );
-    assert_eq!(bound_key(&claims(json!({"cnf": "abc"}))), Err(()));
-    assert_eq!(bound_key(&claims(json!({"cnf": {"jkt": 1}}))), Err(()));
-    assert_eq!(bound_key(&claims(json!({"cnf": {"jkt": ""}}))), Err(()));
+    assert_eq!(
+        bound_key(&claims(json!({"cnf": "abc"}))),
+        Err(MalformedBinding)
+    );
+    assert_eq!(
+        bound_key(&claims(json!({"cnf": {"jkt": 1}}))),
+        Err(MalformedBinding)
+    );
+    assert_eq!(
+        bound_key(&claims(json!({"cnf": {"jkt": ""}}))),
+        Err(MalformedBinding)
+    );
 }
 
 fn expected<'a>(url: &'a url::Url, path: &'a str) -> Expected<'a> {

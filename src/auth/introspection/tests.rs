@@ -51,12 +51,21 @@ fn every_rejection_of_an_introspection_answer() {
         (with("exp", json!("soon")), TokenError::ClaimType),
         (with("nbf", json!(now + 3600)), TokenError::NotYetValid),
         (with("iat", json!(now + 3600)), TokenError::IssuedInFuture),
-        (with("iss", json!("http://idp/realms/other")), TokenError::Issuer),
-        (with("iss", json!(["http://idp/realms/x"])), TokenError::ClaimType),
+        (
+            with("iss", json!("http://idp/realms/other")),
+            TokenError::Issuer,
+        ),
+        (
+            with("iss", json!(["http://idp/realms/x"])),
+            TokenError::ClaimType,
+        ),
         (with("aud", json!("other")), TokenError::Audience),
         (with("aud", json!([])), TokenError::ClaimType),
         (with("scope", json!(1)), TokenError::ClaimType),
-        (with("token_type", json!("refresh_token")), TokenError::NotAccessToken),
+        (
+            with("token_type", json!("refresh_token")),
+            TokenError::NotAccessToken,
+        ),
         (with("typ", json!("Refresh")), TokenError::NotAccessToken),
     ];
     for (answer, want) in cases {
