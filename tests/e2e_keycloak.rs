@@ -631,3 +631,101 @@ async fn rotated_signing_key_is_fetched_for_the_first_token_that_names_it() {
     assert_eq!(e2e_support::metric(admin, hits).await, hits_before + 2);
     env.stop().await;
 }
+
+/// A DPoP-bound token (RFC 9449) from Keycloak: the client `dpop_client` requires DPoP, so
+/// Keycloak binds its token to the key of the proof the test sends to the token endpoint.
+/// With a proof of its own for the gateway's URL it reaches `/api/private`; the same token
+/// as Bearer, a replayed proof, or a proof by another key are refused.
+#[tokio::test]
+#[ignore = "needs a running Keycloak: run tests/e2e/run.sh"]
+async fn a_dpop_bound_keycloak_token_needs_its_proof() {
+    use portcullis::testing::dpop::DpopKey;
+    let env = Env::start().await;
+    let (key, other) = tokio::task::spawn_blocking(|| (DpopKey::generate(), DpopKey::generate()))
+        .await
+        .unwrap();
+    let endpoint = format!("{}/realms/myorg/protocol/openid-connect/token", env.kc);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "client_credentials"),
+            ("client_id", "dpop_client"),
+            ("client_secret", "dpop-secret"),
+        ])
+        .finish();
+    let form = Some(("application/x-www-form-urlencoded", body.as_str()));
+    // Keycloak itself refuses this client's grant without a proof.
+    let r = e2e_support::http("POST", &endpoint, &[], form).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let proof = key.proof("POST", &endpoint, None);
+    let r = e2e_support::http("POST", &endpoint, &[("DPoP", &proof)], form).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["token_type"].as_str().map(str::to_ascii_lowercase).as_deref(), Some("dpop"), "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&token)["cnf"]["jkt"], key.jkt().as_str());
+
+    // The gateway's public_url (support::config_toml) names the URL the proof is for.
+    let url = "http://127.0.0.1:8080/api/private";
+    let auth = format!("DPoP {token}");
+    let proof = key.proof("GET", url, Some(&token));
+    let r = env
+        .get_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &proof)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.seen().header("x-auth-user"),
+        Some("service-account-dpop_client")
+    );
+
+    let r = env.denied("/api/private", Some(&token), 401).await;
+    let www = r.header("www-authenticate").unwrap_or_default();
+    assert!(www.starts_with("DPoP "), "{www}");
+    assert!(www.contains("error=\"invalid_token\""), "{www}");
+    // The proof again: a replay.
+    let r = env
+        .denied_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &proof)], 401)
+        .await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    // Another key's proof.
+    let foreign = other.proof("GET", url, Some(&token));
+    let r = env
+        .denied_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &foreign)], 401)
+        .await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    env.stop().await;
+}
+
+/// `otherrealm` as a further issuer: its tokens are accepted where it is configured (with
+/// its own keys), and the realm `myorg` keeps working beside it.
+#[tokio::test]
+#[ignore = "needs a running Keycloak: run tests/e2e/run.sh"]
+async fn a_token_from_another_realm_is_accepted_where_configured() {
+    let kc = keycloak_url();
+    let realm = e2e_support::shared_realm().await;
+    let env = Env::launch(
+        |toml| {
+            format!(
+                "{toml}\n[[tokens.issuers]]\nissuer = \"{kc}/realms/otherrealm\"\naudiences = [\"gateway\"]\nroles_claims = [\"realm_access.roles\"]\n"
+            )
+        },
+        Some(realm),
+    )
+    .await;
+    let other = client_credentials(
+        &env.kc,
+        "otherrealm",
+        "test_api_client",
+        "test-api-secret",
+        Some("test_api_access"),
+    )
+    .await;
+    let r = env.get("/api/private-scoped/x", Some(&other)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.seen().header("x-auth-subject"),
+        claims(&other)["sub"].as_str()
+    );
+    let mine = env.token("test_api_client", "test-api-secret", None).await;
+    assert_eq!(env.get("/api/private", Some(&mine)).await.status, 200);
+    env.stop().await;
+}
