@@ -723,3 +723,46 @@ fn check_warns_that_the_cookie_store_forgets_logouts_without_a_state_dir() {
         text(&out.stdout)
     );
 }
+
+/// Text logs written to a file (or a pipe) carry no ANSI colour codes.
+#[test]
+fn text_logs_to_a_file_have_no_colour_codes() {
+    let f = write(&format!(
+        "{BASE}[log]\nformat = \"text\"\nlevel = \"info\"\n{RULES}"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "-c", f.path().to_str().unwrap()])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let written = loop {
+        let s = std::fs::read_to_string(&log_path).unwrap();
+        if s.contains("portcullis is listening") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never said it listens: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let all = std::fs::read_to_string(&log_path).unwrap();
+    assert!(written.contains(" INFO "), "{written}");
+    assert!(
+        !all.contains('\x1b'),
+        "ANSI escape codes in a log file: {all:?}"
+    );
+}

@@ -101,6 +101,46 @@ fn compose_gateway_config_is_valid_and_has_the_demo_rules() {
     assert_eq!(rest.login, Login::Auto);
 }
 
+/// The example `gateway.toml` and the demo's agree on which paths may start a browser
+/// login: the rules they share have the same `login`, and so do the requests they decide.
+#[test]
+fn the_example_and_the_compose_config_agree_on_browser_logins() {
+    let compose = load(EnvOverrides::default());
+    let example = match config::load(&repo_file("gateway.toml"), &EnvOverrides::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("gateway.toml is invalid:\n{e}"),
+    };
+    let mut shared = 0;
+    for rule in compose.rules.rules() {
+        let Some(twin) = example.rules.rules().iter().find(|r| r.path == rule.path) else {
+            continue;
+        };
+        shared += 1;
+        assert_eq!(
+            twin.login, rule.login,
+            "rule {:?}: gateway.toml and deploy/compose/gateway.toml disagree on login",
+            rule.path
+        );
+    }
+    assert!(shared >= 5, "the two files share {shared} rule path(s)");
+    for p in [
+        "/api/public",
+        "/api/private",
+        "/api/private-scoped",
+        "/api/private-scoped/items/1",
+        "/api/other",
+        "/admin/users",
+        "/profile",
+    ] {
+        assert_eq!(
+            rule_for(&example, p).login,
+            rule_for(&compose, p).login,
+            "GET {p}"
+        );
+    }
+    assert_eq!(rule_for(&example, "/api/private").login, Login::Deny);
+}
+
 #[test]
 fn compose_gateway_config_with_the_local_demo_overrides_is_valid() {
     // The variables deploy/local/demo.sh sets; keep the two in step.
