@@ -660,7 +660,14 @@ async fn a_dpop_bound_keycloak_token_needs_its_proof() {
     let r = e2e_support::http("POST", &endpoint, &[("DPoP", &proof)], form).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
-    assert_eq!(v["token_type"].as_str().map(str::to_ascii_lowercase).as_deref(), Some("dpop"), "{v}");
+    assert_eq!(
+        v["token_type"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("dpop"),
+        "{v}"
+    );
     let token = v["access_token"].as_str().unwrap().to_owned();
     assert_eq!(claims(&token)["cnf"]["jkt"], key.jkt().as_str());
 
@@ -669,7 +676,11 @@ async fn a_dpop_bound_keycloak_token_needs_its_proof() {
     let auth = format!("DPoP {token}");
     let proof = key.proof("GET", url, Some(&token));
     let r = env
-        .get_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &proof)])
+        .get_with(
+            "/api/private",
+            None,
+            &[("Authorization", &auth), ("DPoP", &proof)],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
@@ -683,13 +694,23 @@ async fn a_dpop_bound_keycloak_token_needs_its_proof() {
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     // The proof again: a replay.
     let r = env
-        .denied_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &proof)], 401)
+        .denied_with(
+            "/api/private",
+            None,
+            &[("Authorization", &auth), ("DPoP", &proof)],
+            401,
+        )
         .await;
     assert_eq!(r.json()["error"], "invalid_dpop_proof");
     // Another key's proof.
     let foreign = other.proof("GET", url, Some(&token));
     let r = env
-        .denied_with("/api/private", None, &[("Authorization", &auth), ("DPoP", &foreign)], 401)
+        .denied_with(
+            "/api/private",
+            None,
+            &[("Authorization", &auth), ("DPoP", &foreign)],
+            401,
+        )
         .await;
     assert_eq!(r.json()["error"], "invalid_dpop_proof");
     env.stop().await;
