@@ -84,6 +84,9 @@ pub enum TokenError {
     DpopRequired,
 }
 
+/// A token read but not yet verified: its algorithm, `kid` and type-checked claims.
+type Read = (Algorithm, Option<String>, Map<String, Value>);
+
 /// Validates bearer tokens against one issuer's keys.
 #[derive(Debug, Clone)]
 pub struct BearerValidator {
@@ -160,10 +163,17 @@ impl BearerValidator {
         token: &str,
         jwks: &JwksCache,
     ) -> Result<Map<String, Value>, TokenError> {
+        let (alg, kid, claims) = self.read(token)?;
+        self.verify(token, alg, kid.as_deref(), jwks, claims).await
+    }
+
+    /// The header (as [`BearerValidator::inspect`] checks it), then the claims and their
+    /// types.
+    fn read(&self, token: &str) -> Result<Read, TokenError> {
         let (alg, kid) = self.inspect(token)?;
         let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
         jose::check_shapes(&claims).map_err(shape_error)?;
-        self.verify(token, alg, kid.as_deref(), jwks, claims).await
+        Ok((alg, kid, claims))
     }
 
     /// The signature with this issuer's keys, then the claims.
@@ -188,9 +198,7 @@ impl BearerValidator {
 
     /// Everything but the signature: for `explain` without the provider's keys.
     pub fn check_offline(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
-        self.inspect(token)?;
-        let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
-        jose::check_shapes(&claims).map_err(shape_error)?;
+        let (_, _, claims) = self.read(token)?;
         self.check_claims(claims)
     }
 
@@ -356,16 +364,12 @@ impl Bearers {
     > {
         if self.issuers.len() == 1 {
             let v = &self.issuers[0];
-            let (alg, kid) = v.inspect(token)?;
-            let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
-            jose::check_shapes(&claims).map_err(shape_error)?;
+            let (alg, kid, claims) = v.read(token)?;
             return Ok((v, alg, kid, claims));
         }
         // The header first, against the union of the allow-lists, so a token refused for
         // its algorithm is refused for that whatever its claims say.
-        let (alg, kid) = self.any.inspect(token)?;
-        let claims = jose::claims(token).map_err(|_| TokenError::Malformed)?;
-        jose::check_shapes(&claims).map_err(shape_error)?;
+        let (alg, kid, claims) = self.any.read(token)?;
         let v = &self.issuers[self.select(&claims)?];
         if !v.algorithms.contains(&alg) {
             return Err(TokenError::Algorithm);
