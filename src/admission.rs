@@ -9,15 +9,17 @@ use crate::context::{LoginStart, RequestContext};
 use crate::decision::{self, Asked, Verdict};
 use crate::gateway::{Gateway, Runtime};
 use crate::response::Denial;
+use crate::rules::StepUp;
 
 /// What the caller does with an admitted request.
 #[derive(Debug)]
 pub enum Admitted {
     /// Allowed: forward it, with this identity (if any) in the identity headers.
     Forward(Option<Arc<Identity>>),
-    /// A browser without a credential on rules that let it log in: start a login that
-    /// returns to this (validated) `rd`.
-    LogIn(String),
+    /// A browser without a credential (or whose session is below a rule's step-up) on
+    /// rules that let it log in: start a login that returns to this (validated) `rd`,
+    /// asking the provider for this authentication level.
+    LogIn(String, Option<StepUp>),
 }
 
 /// Decides the request and records the verdict in `ctx` (rule, upstream, subject, the
@@ -39,13 +41,22 @@ pub async fn authorize(
         ctx.reason = verdict.reason();
         return Ok(Admitted::Forward(identity.clone()));
     };
-    if verdict.may_log_in() && ctx.browser && rt.session.is_some() {
+    if (verdict.may_log_in() || verdict.step_up().is_some()) && ctx.browser && rt.session.is_some()
+    {
+        let step_up = verdict.login_level().cloned();
+        if step_up.is_some() {
+            gw.metrics.step_up("started");
+        }
         return match std::mem::take(&mut ctx.login) {
-            LoginStart::Redirect => Ok(Admitted::LogIn(match asked.query {
-                Some(q) => format!("{}?{q}", asked.path.as_str()),
-                None => asked.path.as_str().to_owned(),
-            })),
-            LoginStart::RedirectTo(rd) => Ok(Admitted::LogIn(rd)),
+            LoginStart::Redirect => Ok(Admitted::LogIn(
+                match asked.query {
+                    Some(q) => format!("{}?{q}", asked.path.as_str()),
+                    None => asked.path.as_str().to_owned(),
+                },
+                step_up,
+            )),
+            LoginStart::RedirectTo(rd) => Ok(Admitted::LogIn(rd, step_up)),
+            // The login URL it names asks for the level of the rule of its `rd`.
             LoginStart::Offer(login) => Err(Denial::LoginRequired { login }),
         };
     }

@@ -3,7 +3,7 @@
 
 use crate::auth::Identity;
 use crate::claims;
-use crate::rules::{Access, Rule};
+use crate::rules::{Access, Rule, StepUp};
 
 /// Why a request was allowed or denied, as a machine-readable reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub enum DenyReason {
     MissingAnyRole,
     /// A required claim is missing or has another value.
     ClaimMismatch(String),
+    /// The user's authentication is weaker (`acr`) or older (`auth_time`) than the rule's
+    /// step-up asks (RFC 9470).
+    InsufficientAuthentication(StepUp),
 }
 
 impl Decision {
@@ -56,6 +59,7 @@ impl DenyReason {
             DenyReason::MissingRole(_) => "missing_role",
             DenyReason::MissingAnyRole => "missing_any_role",
             DenyReason::ClaimMismatch(_) => "claim_mismatch",
+            DenyReason::InsufficientAuthentication(_) => "insufficient_user_authentication",
         }
     }
 
@@ -69,6 +73,16 @@ impl DenyReason {
             DenyReason::MissingRole(r) => format!("missing role {r:?}"),
             DenyReason::MissingAnyRole => "holds none of the rule's any_roles".into(),
             DenyReason::ClaimMismatch(c) => format!("claim {c:?} is missing or has another value"),
+            DenyReason::InsufficientAuthentication(s) => {
+                let mut why = Vec::new();
+                if !s.acr.is_empty() {
+                    why.push(format!("an acr of {}", s.acr.join(", ")));
+                }
+                if let Some(max) = s.max_age {
+                    why.push(format!("an authentication at most {max} s old"));
+                }
+                format!("the rule requires {}", why.join(" and "))
+            }
         }
     }
 }
@@ -108,6 +122,12 @@ pub fn decide(rule: &Rule, identity: Option<&Identity>) -> Decision {
     for (path, want) in &rule.claims {
         if !claims::claim_matches(&id.claims, path, want) {
             return Decision::Deny(DenyReason::ClaimMismatch(path.as_str().to_owned()));
+        }
+    }
+    // Last: only a user who holds everything else is worth sending to a stronger login.
+    if let Some(step_up) = &rule.step_up {
+        if !step_up.satisfied(id.acr(), id.auth_time(), crate::unix_now()) {
+            return Decision::Deny(DenyReason::InsufficientAuthentication(step_up.clone()));
         }
     }
     Decision::Allow(AllowReason::Authorized)

@@ -23,7 +23,7 @@ use crate::auth::{AuthError, Authenticate, Identity, Presented};
 use crate::authz::{self, AllowReason, Decision, DenyReason};
 use crate::method_override::{self, OverrideError};
 use crate::path::NormalizedPath;
-use crate::rules::{Access, Login, Rule, RuleTable};
+use crate::rules::{Access, Login, Rule, RuleTable, StepUp};
 
 /// What is asked about one request.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +73,36 @@ impl Verdict<'_> {
     /// The upstream of the request's own rule (`None` = `[upstream]`).
     pub fn upstream(&self) -> Option<usize> {
         self.selection.as_ref().and_then(|s| s.rule.upstream)
+    }
+
+    /// Denied for a session's authentication being too weak or too old, on rules that let
+    /// a browser log in: the step-up the login must ask the provider for. A bearer token
+    /// is never stepped up (its client must get another one).
+    pub fn step_up(&self) -> Option<&StepUp> {
+        let Err(Refusal::Rule(d)) = &self.outcome else {
+            return None;
+        };
+        let DenyReason::InsufficientAuthentication(s) = &d.reason else {
+            return None;
+        };
+        let session = self.identity.as_ref().is_some_and(|id| !id.from_bearer);
+        (session && self.selection.as_ref().is_some_and(Selection::may_login)).then_some(s)
+    }
+
+    /// The authentication level a login for this request asks for: the step-up it was
+    /// denied for, or, when it had no credential, the first selected rule's `acr` /
+    /// `max_age` (so that a first login for a page that needs more asks for it at once).
+    pub fn login_level(&self) -> Option<&StepUp> {
+        self.step_up().or_else(|| {
+            self.may_log_in()
+                .then(|| {
+                    self.selection
+                        .as_ref()?
+                        .all()
+                        .find_map(|r| r.step_up.as_ref())
+                })
+                .flatten()
+        })
     }
 
     /// Denied only for want of a credential, on rules that let a browser log in.

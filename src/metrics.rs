@@ -42,6 +42,7 @@ pub struct Metrics {
     token_cache: Family<ResultLabel, Counter>,
     introspections: Family<ResultLabel, Counter>,
     dpop_proofs: Family<ResultLabel, Counter>,
+    step_ups: Family<ResultLabel, Counter>,
     session_refreshes: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     config_hash: IntGauge,
@@ -119,6 +120,12 @@ impl Metrics {
             "dpop_proofs",
             "DPoP proofs by result (ok, invalid, replayed)",
             dpop_proofs.clone(),
+        );
+        let step_ups = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "step_ups",
+            "Step-up logins by result (started; completed and refused at the callback)",
+            step_ups.clone(),
         );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -211,6 +218,7 @@ impl Metrics {
             token_cache,
             introspections,
             dpop_proofs,
+            step_ups,
             session_refreshes,
             reloads,
             config_hash,
@@ -252,7 +260,14 @@ impl Metrics {
         self.sessions_started.inc();
     }
 
-    /// `reason`: `"logout"` or `"refresh_failed"`.
+    /// `result`: `"started"`, `"completed"` or `"refused"` (the provider's answer was still
+    /// below the rule's level).
+    pub fn step_up(&self, result: &'static str) {
+        self.step_ups.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// `reason`: `"logout"`, `"refresh_failed"`, `"backchannel"`, `"admin"` or `"replaced"`
+    /// (a new login of the same browser).
     pub fn session_ended(&self, reason: &'static str) {
         self.sessions_ended
             .get_or_create(&ReasonLabel { reason })

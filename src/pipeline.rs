@@ -87,7 +87,9 @@ async fn run(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
-        Admitted::LogIn(rd) => return endpoints::login::start(gw, rt, ctx, rd),
+        Admitted::LogIn(rd, step_up) => {
+            return endpoints::login::start(gw, rt, ctx, rd, step_up.as_ref())
+        }
     };
 
     let route = rt.route(ctx.upstream, &ctx.conn);

@@ -24,6 +24,7 @@ use crate::forward::proxy::ForwardError;
 use crate::forward::upstream::UpstreamError;
 use crate::header_names::X_PORTCULLIS_LOGIN;
 use crate::path::PathRejection;
+use crate::rules::StepUp;
 
 /// Every response body: streamed from the upstream, or made by the gateway.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -92,6 +93,13 @@ pub enum Denial {
     InsufficientScope {
         required: Vec<String>,
     },
+    /// Valid credential whose authentication is weaker or older than the rule's step-up
+    /// (RFC 9470): 401 with `error="insufficient_user_authentication"`, `acr_values`,
+    /// `max_age`. Browsers with a session that may log in are sent to log in instead.
+    InsufficientAuthentication(StepUp),
+    /// A step-up login came back from the provider still below what it asked for: the
+    /// new session stands, the page is refused (not a loop of logins).
+    StepUpRefused,
     /// Valid credential without a role or claim the rule needs.
     Forbidden(&'static str),
     /// A caller the endpoint does not serve (forward-auth outside `trusted_proxies`).
@@ -171,6 +179,7 @@ impl From<DenyReason> for Denial {
         match reason {
             DenyReason::Unauthenticated => Denial::Unauthenticated,
             DenyReason::InsufficientScope { required } => Denial::InsufficientScope { required },
+            DenyReason::InsufficientAuthentication(s) => Denial::InsufficientAuthentication(s),
             other => Denial::Forbidden(other.code()),
         }
     }
@@ -242,6 +251,8 @@ impl Denial {
             Denial::InvalidDpop(DpopRefusal::Token(_)) => "invalid_dpop_token",
             Denial::IntrospectionUnavailable => "introspection_unavailable",
             Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::InsufficientAuthentication(_) => "insufficient_user_authentication",
+            Denial::StepUpRefused => "step_up_refused",
             Denial::Forbidden(code) => code,
             Denial::UntrustedCaller => "untrusted_caller",
             Denial::ProviderUnavailable => "provider_unavailable",
@@ -350,6 +361,34 @@ impl Denial {
                     )),
                 )
             }
+            Denial::InsufficientAuthentication(s) => {
+                let desc = match (s.acr.is_empty(), s.max_age.is_some()) {
+                    (false, false) => "a stronger authentication is required",
+                    (true, true) => "a more recent authentication is required",
+                    _ => "a stronger or more recent authentication is required",
+                };
+                let mut www = format!(
+                    "{REALM}, error=\"insufficient_user_authentication\", error_description=\"{desc}\""
+                );
+                if !s.acr.is_empty() {
+                    www.push_str(&format!(", acr_values=\"{}\"", s.acr_values()));
+                }
+                if let Some(max) = s.max_age {
+                    www.push_str(&format!(", max_age=\"{max}\""));
+                }
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "insufficient_user_authentication",
+                    desc.into(),
+                    Some(www),
+                )
+            }
+            Denial::StepUpRefused => (
+                StatusCode::FORBIDDEN,
+                "insufficient_user_authentication",
+                "the identity provider did not confirm the sign-in this page needs (a second factor, or a recent sign-in); you are signed in, but not for this page".into(),
+                None,
+            ),
             Denial::Forbidden(_) => (
                 StatusCode::FORBIDDEN,
                 "access_denied",

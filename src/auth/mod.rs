@@ -142,6 +142,16 @@ impl Identity {
         Some(id)
     }
 
+    /// `acr`: the level of the user's authentication (ID token first, for a session).
+    pub fn acr(&self) -> Option<&str> {
+        self.claims.get("acr").and_then(Value::as_str)
+    }
+
+    /// `auth_time`: when the user authenticated (seconds since the epoch).
+    pub fn auth_time(&self) -> Option<u64> {
+        self.claims.get("auth_time").and_then(Value::as_u64)
+    }
+
     /// The user name for headers: `preferred_username`, else `sub`.
     pub fn user(&self) -> &str {
         self.username.as_deref().unwrap_or(&self.subject)

@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::Engine;
 use openidconnect::core::{CoreClient, CoreIdToken, CoreJwsSigningAlgorithm, CoreTokenResponse};
 use openidconnect::{
-    AuthUrl, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    Scope, TokenResponse, TokenUrl,
+    AuthUrl, AuthenticationContextClass, AuthenticationFlow, AuthorizationCode, ClientId,
+    ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::{Map, Value};
 use url::Url;
@@ -19,6 +19,7 @@ use super::jwks::{JwksCache, KeySet};
 use super::provider::{ProviderClient, ProviderMetadata};
 use super::session::{random_token, LoginState};
 use crate::config::Config;
+use crate::rules::StepUp;
 
 /// Why a login step failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,7 @@ impl Oidc {
         meta: &ProviderMetadata,
         keys: &KeySet,
         rd: String,
+        step_up: Option<&StepUp>,
     ) -> Result<(Url, LoginState), OidcError> {
         let client = self.client(meta, keys)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -160,6 +162,14 @@ impl Oidc {
         for scope in self.scopes.iter().filter(|s| *s != "openid") {
             req = req.add_scope(Scope::new(scope.clone()));
         }
+        if let Some(s) = step_up {
+            for acr in &s.acr {
+                req = req.add_auth_context_value(AuthenticationContextClass::new(acr.clone()));
+            }
+            if let Some(max) = s.max_age {
+                req = req.set_max_age(Duration::from_secs(max));
+            }
+        }
         let (url, _, _) = req.url();
         let login = LoginState {
             state,
@@ -167,6 +177,8 @@ impl Oidc {
             verifier: verifier.secret().clone(),
             rd,
             iat: crate::unix_now(),
+            acr: step_up.map(|s| s.acr.clone()).unwrap_or_default(),
+            max_age: step_up.and_then(|s| s.max_age),
         };
         Ok((url, login))
     }

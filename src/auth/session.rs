@@ -84,6 +84,13 @@ pub struct LoginState {
     /// Where to go after the login (already validated).
     pub rd: String,
     pub iat: u64,
+    /// Step-up: the `acr` values asked for; the ID token must carry one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr: Vec<String>,
+    /// Step-up: the `max_age` asked for (seconds); the ID token's `auth_time` must be
+    /// within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
 }
 
 /// The outcome of reading the session cookies.

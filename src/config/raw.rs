@@ -163,6 +163,10 @@ pub struct RawRule {
     pub scopes: Vec<String>,
     pub claims: BTreeMap<String, ClaimValue>,
     pub login: Option<String>,
+    /// Step-up: the `acr` values (any one) the user's authentication must have.
+    pub acr: Vec<String>,
+    /// Step-up: the longest time since the user authenticated (`"5m"`).
+    pub max_age: Option<String>,
     /// Only requests for this host (`app.example.com` or `*.example.com`).
     pub host: Option<String>,
     /// The `[upstreams.NAME]` that receives the requests this rule allows.

@@ -1,6 +1,8 @@
 //! Compiles the `[[rule]]` tables into a [`RuleTable`]: checks every field, then refuses
 //! ties.
 
+use std::time::Duration;
+
 use http::Method;
 
 use super::diagnostics::Diagnostics;
@@ -8,7 +10,7 @@ use super::raw::RawRule;
 use crate::claims::ClaimPath;
 use crate::rules::host::HostPattern;
 use crate::rules::pattern::PathPattern;
-use crate::rules::{Access, Login, Rule, RuleTable};
+use crate::rules::{Access, Login, Rule, RuleTable, StepUp};
 
 /// Compiles the rules, pushing every problem into `diag`. `upstreams` are the names of
 /// the `[upstreams.NAME]` tables, in the order their index refers to.
@@ -34,6 +36,9 @@ pub fn build(
     check_ties(&table, diag);
     table
 }
+
+/// The shortest `max_age`: a login must outlast the redirects back to the page.
+const MIN_MAX_AGE: Duration = Duration::from_secs(10);
 
 fn compile_rule(
     index: usize,
@@ -118,6 +123,8 @@ fn compile_rule(
             ("any_roles", !r.any_roles.is_empty()),
             ("scopes", !r.scopes.is_empty()),
             ("claims", !r.claims.is_empty()),
+            ("acr", !r.acr.is_empty()),
+            ("max_age", r.max_age.is_some()),
         ] {
             if set {
                 diag.error(
@@ -132,6 +139,7 @@ fn compile_rule(
         ("roles", &r.roles),
         ("any_roles", &r.any_roles),
         ("scopes", &r.scopes),
+        ("acr", &r.acr),
     ] {
         for (i, v) in list.iter().enumerate() {
             if v.trim().is_empty() || v.chars().any(char::is_whitespace) {
@@ -150,6 +158,31 @@ fn compile_rule(
             Err(msg) => diag.error(format!("rule[{index}].claims.{path:?}"), msg),
         }
     }
+
+    for (i, v) in r.acr.iter().enumerate() {
+        if v.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            diag.error(
+                format!("rule[{index}].acr[{i}]"),
+                format!("{v:?} must not contain quotes, backslashes or control characters"),
+            );
+        }
+    }
+    let max_age = r.max_age.as_deref().map(|v| {
+        let d = super::compile::duration(diag, &key("max_age"), Some(v), MIN_MAX_AGE);
+        if d < MIN_MAX_AGE {
+            diag.error(
+                key("max_age"),
+                format!(
+                    "{v:?} is shorter than 10s: every page would need a new login before it loads"
+                ),
+            );
+        }
+        d.as_secs()
+    });
+    let step_up = (!r.acr.is_empty() || max_age.is_some()).then(|| StepUp {
+        acr: r.acr.clone(),
+        max_age,
+    });
 
     let host = match r.host.as_deref() {
         None => None,
@@ -198,6 +231,7 @@ fn compile_rule(
         scopes: r.scopes.clone(),
         claims,
         login,
+        step_up,
         host,
         upstream,
         specificity,

@@ -11,11 +11,12 @@ use super::redirect::query_param;
 use crate::auth::authenticate::store_cookie;
 use crate::auth::oidc::Tokens;
 use crate::auth::refresh::access_token_expiry;
-use crate::auth::session::SealedSession;
-use crate::auth::session::{random_token, SessionData, LOGIN_TTL};
+use crate::auth::session::{random_token, LoginState, SessionData, LOGIN_TTL};
+use crate::auth::session::{SealedSession, SessionCodec, SessionLookup};
 use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
 use crate::response::{redirect, Body, Denial};
+use crate::rules::StepUp;
 
 pub async fn handle(
     gw: &Gateway,
@@ -68,10 +69,9 @@ pub async fn handle(
     {
         ctx.subject = Some(sub);
     }
-    let previous = match codec.read(req.headers()) {
-        SealedSession::Sealed { chunks, .. } | SealedSession::Malformed { chunks } => chunks,
-        SealedSession::None => 0,
-    };
+    // The new session replaces the one this browser had (a step-up's weaker one, or
+    // another user's): that one ends here and now, for every copy of its cookie.
+    let previous = end_previous(gw, codec, req.headers()).await?;
     let cookies = match &gw.store {
         Some(store) => {
             // Written before the browser learns of it: any replica serves its next request.
@@ -96,8 +96,78 @@ pub async fn handle(
     };
     ctx.set_cookies.extend(cookies);
     gw.metrics.session_started();
+    if !stepped_up(&login, &data, rt.config.tokens.leeway.as_secs()) {
+        // The provider answered with a weaker or older authentication than was asked for:
+        // the session stands, but the page that needs more is not sent there again (that
+        // would be a loop of logins).
+        gw.metrics.step_up("refused");
+        tracing::info!(
+            subject = ctx.subject.as_deref().unwrap_or("-"),
+            "the provider did not give the authentication level the page needs"
+        );
+        return Err(Denial::StepUpRefused);
+    }
+    if !login.acr.is_empty() || login.max_age.is_some() {
+        gw.metrics.step_up("completed");
+    }
     ctx.reason = "login_complete";
     Ok(redirect(&login.rd))
+}
+
+/// Does the new session's ID token carry what a step-up login asked for: one of the `acr`
+/// values, and an `auth_time` within `max_age` (plus the leeway)?
+fn stepped_up(login: &LoginState, data: &SessionData, leeway: u64) -> bool {
+    if login.acr.is_empty() && login.max_age.is_none() {
+        return true;
+    }
+    let Some(claims) = crate::auth::oidc::jwt_payload(&data.id_token) else {
+        return false;
+    };
+    let asked = StepUp {
+        acr: login.acr.clone(),
+        max_age: login.max_age.map(|m| m.saturating_add(leeway)),
+    };
+    asked.satisfied(
+        claims.get("acr").and_then(|v| v.as_str()),
+        claims.get("auth_time").and_then(|v| v.as_u64()),
+        crate::unix_now(),
+    )
+}
+
+/// Ends the session the browser comes with, if any, and returns how many cookies it had.
+/// Cookie store: revoked on this instance (and in `session.state_dir`); Redis store:
+/// deleted, so no replica serves it.
+async fn end_previous(
+    gw: &Gateway,
+    codec: &SessionCodec,
+    headers: &http::HeaderMap,
+) -> Result<usize, Denial> {
+    let (sealed, chunks) = match codec.read(headers) {
+        SealedSession::Sealed { sealed, chunks } => (sealed, chunks),
+        SealedSession::Malformed { chunks } => return Ok(chunks),
+        SealedSession::None => return Ok(0),
+    };
+    match &gw.store {
+        Some(store) => {
+            if let Some((r, _)) = codec.open_ref(&sealed) {
+                if store
+                    .delete(&r.sid)
+                    .await
+                    .map_err(|_| Denial::StoreUnavailable)?
+                {
+                    gw.metrics.session_ended("replaced");
+                }
+            }
+        }
+        None => {
+            if let SessionLookup::Valid { data, .. } = codec.unseal(&sealed, chunks) {
+                // A failed journal write is logged; the old cookie is replaced anyway.
+                let _ = codec.revoke(&data.sid, data.exp);
+                gw.metrics.session_ended("replaced");
+            }
+        }
+    }
+    Ok(chunks)
 }
 
 /// What the browser is told when the provider answered with `error=...`.

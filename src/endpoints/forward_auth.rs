@@ -84,7 +84,9 @@ pub async fn handle(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
-        Admitted::LogIn(rd) => return super::login::start(gw, rt, ctx, rd),
+        Admitted::LogIn(rd, step_up) => {
+            return super::login::start(gw, rt, ctx, rd, step_up.as_ref())
+        }
     };
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {

@@ -8,6 +8,7 @@ use super::redirect::{query_param, validate};
 use crate::context::RequestContext;
 use crate::gateway::{Gateway, Runtime};
 use crate::response::{redirect, Body, Denial};
+use crate::rules::StepUp;
 
 pub async fn handle(
     gw: &Gateway,
@@ -25,24 +26,42 @@ pub async fn handle(
         query_param(req.uri().query(), "rd").as_deref(),
         &rt.config.server.public_url,
     );
-    start(gw, rt, ctx, rd)
+    let step_up = step_up_for(rt, ctx.host.as_deref(), &rd);
+    start(gw, rt, ctx, rd, step_up.as_ref())
+}
+
+/// The step-up of the rule that a `GET` of `rd` selects: a login for a page that needs a
+/// stronger authentication asks for it at once (forward-auth's login links land here).
+fn step_up_for(rt: &Runtime, host: Option<&str>, rd: &str) -> Option<StepUp> {
+    let path = rd.split(['?', '#']).next().unwrap_or("/");
+    let path = crate::path::normalize(path, rt.config.server.allow_path_params).ok()?;
+    rt.config
+        .rules
+        .find_for(&Method::GET, host, &path)?
+        .step_up
+        .clone()
 }
 
 /// Sends the browser to the provider's login page, keeping the attempt (state, nonce,
-/// PKCE verifier, `rd`) in a cookie. `rd` must be validated already.
+/// PKCE verifier, `rd`, the step-up asked for) in a cookie. `rd` must be validated
+/// already. A step-up asks the provider for its `acr_values` and `max_age`.
 pub fn start(
     gw: &Gateway,
     rt: &Runtime,
     ctx: &mut RequestContext,
     rd: String,
+    step_up: Option<&StepUp>,
 ) -> Result<Response<Body>, Denial> {
     let (Some(codec), Some(meta)) = (&rt.session, gw.jwks.metadata()) else {
         return Err(Denial::ProviderUnavailable);
     };
-    let (url, login) = rt.oidc.start(&meta, &gw.jwks.keys(), rd).map_err(|e| {
-        tracing::warn!(error = %e, "cannot start a login");
-        Denial::ProviderUnavailable
-    })?;
+    let (url, login) = rt
+        .oidc
+        .start(&meta, &gw.jwks.keys(), rd, step_up)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot start a login");
+            Denial::ProviderUnavailable
+        })?;
     if let Some(c) = codec.seal_login(&login) {
         ctx.set_cookies.push(c);
     }

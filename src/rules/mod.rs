@@ -40,6 +40,34 @@ pub enum Login {
     Deny,
 }
 
+/// `acr` and `max_age` of a rule (step-up, RFC 9470): how strong and how recent the
+/// user's authentication must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    /// The `acr` values that satisfy the rule (any one of them); empty: any.
+    pub acr: Vec<String>,
+    /// The longest time since the user authenticated (`auth_time`), in seconds.
+    pub max_age: Option<u64>,
+}
+
+impl StepUp {
+    /// Does an authentication of level `acr` at `auth_time` satisfy this at `now`? A
+    /// `max_age` needs an `auth_time`; an `auth_time` in the future counts as now.
+    pub fn satisfied(&self, acr: Option<&str>, auth_time: Option<u64>, now: u64) -> bool {
+        let level = self.acr.is_empty() || acr.is_some_and(|a| self.acr.iter().any(|x| x == a));
+        let recent = match self.max_age {
+            None => true,
+            Some(max) => auth_time.is_some_and(|t| now.saturating_sub(t) <= max),
+        };
+        level && recent
+    }
+
+    /// `acr_values` of an authorization request or challenge: the values, space-separated.
+    pub fn acr_values(&self) -> String {
+        self.acr.join(" ")
+    }
+}
+
 /// One compiled `[[rule]]`.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -56,6 +84,8 @@ pub struct Rule {
     pub scopes: Vec<String>,
     pub claims: Vec<(ClaimPath, ClaimValue)>,
     pub login: Login,
+    /// `acr` / `max_age`: the authentication the rule needs, if it names one.
+    pub step_up: Option<StepUp>,
     /// `host`: the rule applies only to requests for this host.
     pub host: Option<HostPattern>,
     /// `upstream`: the named upstream (index into `Config::upstreams`); `None` = `[upstream]`.

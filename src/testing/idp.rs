@@ -59,6 +59,24 @@ struct Grant {
     redirect_uri: String,
     nonce: String,
     challenge: String,
+    /// The level this login reached (`acr`) and when the user authenticated.
+    acr: String,
+    auth_time: u64,
+}
+
+/// Levels of assurance, weakest first (like a Keycloak realm's `acr.loa.map`: password =
+/// `silver`, password + OTP = `gold`).
+pub const LEVELS: [&str; 2] = ["silver", "gold"];
+
+/// How users authenticate: the strongest level each can reach (a user without a second
+/// factor reaches only `silver`), the time of each one's current provider session, and
+/// the step-up parameters every authorization request asked for.
+#[derive(Default)]
+struct Assurance {
+    ceiling: std::collections::HashMap<String, String>,
+    /// Per user: (auth_time, level) of the provider's single sign-on session.
+    sso: std::collections::HashMap<String, (u64, String)>,
+    asked: Vec<(Option<String>, Option<String>)>,
 }
 
 struct State {
@@ -87,6 +105,7 @@ struct State {
     available: AtomicBool,
     /// Introspection (RFC 7662): answers by opaque token; unknown tokens are inactive.
     introspection: Mutex<Introspection>,
+    assurance: Mutex<Assurance>,
 }
 
 #[derive(Default)]
@@ -132,6 +151,7 @@ impl TestIdp {
             discovery_fetches: AtomicUsize::new(0),
             available: AtomicBool::new(true),
             introspection: Mutex::new(Introspection::default()),
+            assurance: Mutex::new(Assurance::default()),
         });
         let s = state.clone();
         super::serve(listener, move |req| {
@@ -174,6 +194,28 @@ impl TestIdp {
     /// While unavailable every endpoint answers 503.
     pub fn set_available(&self, up: bool) {
         self.state.available.store(up, Ordering::SeqCst);
+    }
+
+    /// The strongest level of [`LEVELS`] `user` can authenticate at (default `gold`).
+    pub fn set_acr_ceiling(&self, user: &str, level: &str) {
+        self.state
+            .assurance
+            .lock()
+            .unwrap()
+            .ceiling
+            .insert(user.to_owned(), level.to_owned());
+    }
+
+    /// Moves the start of `user`'s provider session (its `auth_time`) `secs` into the past.
+    pub fn age_sso_session(&self, user: &str, secs: u64) {
+        if let Some((t, _)) = self.state.assurance.lock().unwrap().sso.get_mut(user) {
+            *t = t.saturating_sub(secs);
+        }
+    }
+
+    /// The `acr_values` and `max_age` of every authorization request, in order.
+    pub fn step_up_requests(&self) -> Vec<(Option<String>, Option<String>)> {
+        self.state.assurance.lock().unwrap().asked.clone()
     }
 
     /// The user the authorize endpoint logs in next (`alice`, `bob`, or one added).
@@ -379,7 +421,64 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     u.to_string()
 }
 
-fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str, sid: &str) -> Value {
+/// Authenticates `user` for an authorization request, as a provider with levels of
+/// assurance does: the level is the first of `acr_values` the user can reach (else the
+/// strongest the user has; with none asked, the provider session's level or `silver`),
+/// and the user signs in again (a new `auth_time`) when the provider session is weaker
+/// than that level or older than `max_age`.
+fn authenticate(
+    s: &State,
+    user: &str,
+    acr_values: Option<&String>,
+    max_age: Option<&String>,
+) -> (String, u64) {
+    let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+    let mut a = s.assurance.lock().unwrap();
+    a.asked.push((acr_values.cloned(), max_age.cloned()));
+    let ceiling = a
+        .ceiling
+        .get(user)
+        .cloned()
+        .unwrap_or_else(|| "gold".to_owned());
+    let top = rank(&ceiling).unwrap_or(0);
+    let now = super::now();
+    let sso = a.sso.get(user).cloned();
+    let level = match acr_values {
+        Some(v) => v
+            .split(' ')
+            .find(|l| rank(l).is_some_and(|r| r <= top))
+            .unwrap_or(&ceiling)
+            .to_owned(),
+        None => sso
+            .as_ref()
+            .map_or_else(|| LEVELS[0].to_owned(), |(_, l)| l.clone()),
+    };
+    let too_old = |t: u64| {
+        max_age
+            .and_then(|m| m.parse::<u64>().ok())
+            .is_some_and(|m| now.saturating_sub(t) > m)
+    };
+    let auth_time = match sso {
+        Some((t, l)) if rank(&l) >= rank(&level) && !too_old(t) => t,
+        _ => now,
+    };
+    let kept = a.sso.get(user).map(|(_, l)| l.clone());
+    let strongest = match kept {
+        Some(l) if rank(&l) > rank(&level) && auth_time != now => l,
+        _ => level.clone(),
+    };
+    a.sso.insert(user.to_owned(), (auth_time, strongest));
+    (level, auth_time)
+}
+
+fn issue_tokens(
+    s: &State,
+    key: &SigningKey,
+    user: &str,
+    nonce: &str,
+    sid: &str,
+    (acr, auth_time): (&str, u64),
+) -> Value {
     let now = super::now();
     let extra = s
         .users
@@ -398,7 +497,11 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str, sid: &str)
         "iss": s.issuer, "sub": format!("{user}-id"), "aud": "gateway", "azp": "gateway",
         "iat": now, "exp": now + 300, "nonce": nonce, "typ": "ID",
         "jti": crate::auth::session::random_token(12), "sid": sid,
+        "acr": acr, "auth_time": auth_time,
     });
+    if let Some(a) = at.as_object_mut() {
+        a.insert("acr".into(), json!(acr));
+    }
     if let (Some(e), Some(a), Some(i)) = (extra.as_object(), at.as_object_mut(), id.as_object_mut())
     {
         for (k, v) in e {
@@ -423,10 +526,10 @@ fn issue_tokens(s: &State, key: &SigningKey, user: &str, nonce: &str, sid: &str)
     }
     let id_token = jsonwebtoken::encode(&id_header, &id, &key.encoding).expect("sign");
     let refresh = crate::auth::session::random_token(24);
-    s.refresh_tokens
-        .lock()
-        .unwrap()
-        .insert(refresh.clone(), format!("{user}\n{nonce}\n{sid}"));
+    s.refresh_tokens.lock().unwrap().insert(
+        refresh.clone(),
+        format!("{user}\n{nonce}\n{sid}\n{acr}\n{auth_time}"),
+    );
     json!({
         "access_token": jsonwebtoken::encode(&header, &at, &key.encoding).expect("sign"),
         "id_token": id_token,
@@ -496,6 +599,7 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
             let code = crate::auth::session::random_token(16);
             let user = s.login_as.lock().unwrap().clone();
+            let (acr, auth_time) = authenticate(s, &user, q.get("acr_values"), q.get("max_age"));
             s.codes.lock().unwrap().insert(
                 code.clone(),
                 Grant {
@@ -503,6 +607,8 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     redirect_uri: redirect_uri.clone(),
                     nonce: get("nonce"),
                     challenge: get("code_challenge"),
+                    acr,
+                    auth_time,
                 },
             );
             redirect(&with_query(
@@ -545,7 +651,7 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     *s.last_sid.lock().unwrap() = Some(sid.clone());
                     json_response(
                         StatusCode::OK,
-                        &issue_tokens(s, &key, &g.user, &g.nonce, &sid),
+                        &issue_tokens(s, &key, &g.user, &g.nonce, &sid, (&g.acr, g.auth_time)),
                     )
                 }
                 Some("refresh_token") => {
@@ -555,11 +661,16 @@ async fn answer(s: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                         .and_then(|r| s.refresh_tokens.lock().unwrap().get(r).cloned());
                     match known {
                         Some(entry) if !s.refresh_fails.load(Ordering::SeqCst) => {
-                            let mut parts = entry.splitn(3, '\n');
+                            let mut parts = entry.splitn(5, '\n');
                             let user = parts.next().unwrap_or("");
                             let nonce = parts.next().unwrap_or("");
                             let sid = parts.next().unwrap_or("");
-                            json_response(StatusCode::OK, &issue_tokens(s, &key, user, nonce, sid))
+                            let acr = parts.next().unwrap_or("");
+                            let auth_time = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                            json_response(
+                                StatusCode::OK,
+                                &issue_tokens(s, &key, user, nonce, sid, (acr, auth_time)),
+                            )
                         }
                         _ => json_response(
                             StatusCode::BAD_REQUEST,

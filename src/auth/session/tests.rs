@@ -172,6 +172,8 @@ fn login_state_is_bound_to_its_state() {
         verifier: random_token(32),
         rd: "/x".into(),
         iat: now(),
+        acr: Vec::new(),
+        max_age: None,
     };
     let set = c.seal_login(&login).expect("sealed");
     assert!(set.contains("SameSite=Lax"));
