@@ -1231,3 +1231,150 @@ async fn backchannel_scenario() {
     b.close().await;
     env.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Step-up: the realm's browser flow has levels of assurance (password = `silver`,
+// password + one-time code = `gold`, deploy/keycloak/myorg-realm.json).
+
+/// A TOTP code (RFC 6238: HMAC-SHA1, 30 s, 6 digits) for Keycloak's raw OTP secret.
+fn totp(secret: &[u8], at: u64) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let mac = ring::hmac::sign(&key, &(at / 30).to_be_bytes());
+    let h = mac.as_ref();
+    let offset = usize::from(h[19] & 0x0f);
+    let bin = u32::from_be_bytes([
+        h[offset] & 0x7f,
+        h[offset + 1],
+        h[offset + 2],
+        h[offset + 3],
+    ]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+#[test]
+fn totp_matches_the_rfc_6238_test_vector() {
+    // RFC 6238 appendix B, SHA-1, T = 59 s: 94287082 (8 digits) ends in 287082.
+    assert_eq!(totp(b"12345678901234567890", 59), "287082");
+}
+
+/// Creates (or replaces) `olivia`, an admin of the gateway client with a password and a
+/// one-time-code credential whose secret the test knows, through Keycloak's admin API.
+async fn olivia_with_a_second_factor(admin: &KcAdmin, secret: &str) {
+    let secret_data = json!({ "value": secret }).to_string();
+    let credential_data = json!({
+        "subType": "totp", "digits": 6, "counter": 0, "period": 30, "algorithm": "HmacSHA1"
+    })
+    .to_string();
+    let body = json!({
+        "ifResourceExists": "OVERWRITE",
+        "users": [{
+            "username": "olivia",
+            "enabled": true,
+            "email": "olivia@example.com",
+            "emailVerified": true,
+            "firstName": "Olivia",
+            "lastName": "Operator",
+            "credentials": [
+                {"type": "password", "value": "olivia", "temporary": false},
+                {"type": "otp", "userLabel": "e2e", "secretData": secret_data, "credentialData": credential_data}
+            ],
+            "clientRoles": {"gateway": ["admin", "user"]},
+            "requiredActions": []
+        }]
+    });
+    let r = admin.call("POST", "/partialImport", Some(&body)).await;
+    assert_eq!(r.status, 200, "partial import of olivia: {}", r.body);
+}
+
+#[tokio::test]
+#[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
+async fn a_password_reaches_profile_and_admin_steps_up_to_a_one_time_code() {
+    let realm = e2e_support::shared_realm().await;
+    let env = Env::launch(
+        "step-up",
+        WITH_TOKEN,
+        |toml| {
+            toml.replacen(
+                "roles = [\"admin\"]\n",
+                "roles = [\"admin\"]\nacr = [\"gold\"]\n",
+                1,
+            )
+        },
+        Some(realm),
+    )
+    .await;
+    let secret: String = portcullis::auth::session::random_token(15)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    olivia_with_a_second_factor(&KcAdmin::login(&env.kc).await, &secret).await;
+    let mut b = env.browser().await;
+
+    // A password is enough for /profile: no level is asked for, Keycloak says silver.
+    let p = b.goto("/profile", None).await;
+    p.assert_login_form(&env.kc, "first visit");
+    let p = b.login("olivia", "olivia", Some("step-up-password")).await;
+    let seen = p.seen();
+    assert_eq!(seen.target, "/profile");
+    assert_eq!(seen.header("x-auth-user"), Some("olivia"));
+    let token = seen
+        .header("x-auth-token")
+        .expect("the access token")
+        .to_owned();
+    assert_eq!(claims(&token)["acr"], "silver", "{}", claims(&token));
+
+    // /admin needs gold: the gateway asks Keycloak for it, Keycloak asks for the code only.
+    let p = b.goto("/admin/users?page=2", None).await;
+    assert!(
+        p.chain
+            .iter()
+            .any(|h| h.url.contains("/protocol/openid-connect/auth?")
+                && h.url.contains("acr_values=gold")),
+        "the gateway asked for the rule's level: {:?}",
+        p.chain
+    );
+    assert!(
+        !p.on_gateway && !p.login_form,
+        "the one-time code is asked for, not the password: {} {}",
+        p.url,
+        p.body.chars().take(400).collect::<String>()
+    );
+    assert_eq!(env.forwarded(), ["/profile"], "nothing reached /admin yet");
+    let code = totp(secret.as_bytes(), unix_now());
+    let p = b
+        .page(json!({"cmd": "form", "fields": {"#otp": code}, "submit": "#kc-login", "shot": "step-up-otp"}))
+        .await;
+    p.assert_screenshot();
+    let seen = p.seen();
+    assert_eq!(seen.target, "/admin/users?page=2", "back to the same page");
+    let token = seen
+        .header("x-auth-token")
+        .expect("the access token")
+        .to_owned();
+    assert_eq!(claims(&token)["acr"], "gold", "{}", claims(&token));
+
+    // The stronger session serves both pages without another trip to Keycloak.
+    for path in ["/admin/", "/profile"] {
+        let p = b.goto(path, None).await;
+        assert!(
+            p.chain.iter().all(|h| h.url.starts_with(&env.public)),
+            "{path}: {:?}",
+            p.chain
+        );
+        assert_eq!(p.seen().header("x-auth-user"), Some("olivia"));
+    }
+    let started = e2e_support::metric(
+        env.gw.admin_addr,
+        "portcullis_step_ups_total{result=\"started\"}",
+    )
+    .await;
+    let completed = e2e_support::metric(
+        env.gw.admin_addr,
+        "portcullis_step_ups_total{result=\"completed\"}",
+    )
+    .await;
+    assert_eq!((started, completed), (1, 1));
+
+    b.close().await;
+    env.stop().await;
+}

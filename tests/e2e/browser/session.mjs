@@ -15,6 +15,11 @@
 //                                                        fill Keycloak's login form on the
 //                                                        current page, submit, wait until
 //                                                        the browser is back on GATEWAY_URL
+//   {"cmd":"form","fields":{"#otp":"123456"},"submit":"#kc-login","shot":"name"}
+//                                                        fill any form on the current page
+//                                                        (Keycloak's one-time-code form),
+//                                                        submit, wait until the browser is
+//                                                        back on GATEWAY_URL
 //   {"cmd":"click","selector":"button[type=submit]"}     click and wait for the navigation
 //   {"cmd":"cookies"}                                    every cookie of the context, with values
 //   {"cmd":"close"}                                      close the browser and exit 0
@@ -175,6 +180,21 @@ async function run(c) {
           .locator('#input-error, .kc-feedback-text, #kc-error-message, .pf-v5-c-alert__title')
           .first().innerText().catch(() => '');
         throw new Error(`login did not return to the gateway${err ? ': ' + err.trim() : ''}`);
+      }
+      return snapshot(c.shot);
+    }
+    case 'form': {
+      for (const [selector, value] of Object.entries(c.fields || {})) {
+        const field = page.locator(selector).first();
+        await field.waitFor({ state: 'visible' });
+        await field.fill(String(value));
+      }
+      await navigating(() => page.locator(c.submit).first().click());
+      if (!onGateway(page.url())) {
+        const err = await page
+          .locator('#input-error, #input-error-otp-code, .kc-feedback-text, #kc-error-message, .pf-v5-c-alert__title')
+          .first().innerText().catch(() => '');
+        throw new Error(`the form did not return to the gateway${err ? ': ' + err.trim() : ''}`);
       }
       return snapshot(c.shot);
     }
