@@ -326,6 +326,44 @@ fn explain_prints_the_rule_and_decision() {
 }
 
 #[test]
+fn explain_names_the_step_up_a_rule_needs() {
+    let f = write(&format!(
+        "{BASE}\n[[rule]]\npath = \"/admin/**\"\nacr = [\"gold\"]\nmax_age = \"5m\"\n"
+    ));
+    let path = f.path().to_str().unwrap();
+    let explain = |claims: &str| {
+        let mut c = tempfile::NamedTempFile::new().unwrap();
+        write!(c, "{claims}").unwrap();
+        let out = run(
+            &[
+                "explain",
+                "-c",
+                path,
+                "GET",
+                "/admin/x",
+                "--claims",
+                c.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        (out.status.code(), text(&out.stdout))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (code, out) = explain(r#"{"sub":"u1","acr":"silver"}"#);
+    assert_eq!(code, Some(3));
+    assert!(
+        out.ends_with("decision: deny (insufficient_user_authentication, 401): the rule requires an acr of gold and an authentication at most 300 s old\n"),
+        "{out}"
+    );
+    let (code, out) = explain(&format!(r#"{{"sub":"u1","acr":"gold","auth_time":{now}}}"#));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with("decision: allow (authorized)\n"), "{out}");
+}
+
+#[test]
 fn serve_refuses_an_invalid_configuration() {
     let f = write("[server]\nlisten = \"x\"\n");
     let out = run(&["serve", "-c", f.path().to_str().unwrap()], &[]);
