@@ -146,6 +146,7 @@ fn tokens(c: &mut Criterion) {
         previous_secrets: Vec::new(),
         state_dir: None,
         outlive_access_token: false,
+        websocket_check: std::time::Duration::from_secs(30),
     };
     let codec = SessionCodec::new(&session, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {

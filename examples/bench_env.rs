@@ -48,6 +48,7 @@ async fn main() -> std::io::Result<()> {
         previous_secrets: Vec::new(),
         state_dir: None,
         outlive_access_token: false,
+        websocket_check: std::time::Duration::from_secs(30),
     };
     let codec = SessionCodec::new(&settings, &idp.issuer(), "gateway", Default::default());
     let data = SessionData {

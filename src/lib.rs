@@ -18,6 +18,7 @@
 //!   logout, back-channel logout, userinfo, forward-auth).
 //! - [`admission`]: a live request's verdict, recorded in its context; a browser that may
 //!   log in becomes a login.
+//! - [`session_watch`]: WebSockets opened on a session, closed when the session ends.
 //! - [`gateway`]: the long-lived state (runtime per configuration, keys, metrics).
 //! - [`response`]: the one mapping from domain errors (by `From`) to HTTP responses.
 //! - [`decision`]: [`decision::decide`], the decision shared by `serve`, forward-auth and
@@ -63,6 +64,7 @@ pub mod pipeline;
 pub mod response;
 pub mod rules;
 pub mod server;
+pub mod session_watch;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

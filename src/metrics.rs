@@ -43,6 +43,7 @@ pub struct Metrics {
     introspections: Family<ResultLabel, Counter>,
     dpop_proofs: Family<ResultLabel, Counter>,
     step_ups: Family<ResultLabel, Counter>,
+    websockets_closed: Counter,
     session_refreshes: Family<ResultLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     config_hash: IntGauge,
@@ -126,6 +127,12 @@ impl Metrics {
             "step_ups",
             "Step-up logins by result (started; completed and refused at the callback)",
             step_ups.clone(),
+        );
+        let websockets_closed = Counter::default();
+        registry.register(
+            "websockets_closed_by_session_end",
+            "WebSockets the gateway closed because the session they were opened on ended",
+            websockets_closed.clone(),
         );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -219,6 +226,7 @@ impl Metrics {
             introspections,
             dpop_proofs,
             step_ups,
+            websockets_closed,
             session_refreshes,
             reloads,
             config_hash,
@@ -264,6 +272,10 @@ impl Metrics {
     /// below the rule's level).
     pub fn step_up(&self, result: &'static str) {
         self.step_ups.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn websocket_closed(&self) {
+        self.websockets_closed.inc();
     }
 
     /// `reason`: `"logout"`, `"refresh_failed"`, `"backchannel"`, `"admin"` or `"replaced"`

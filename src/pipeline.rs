@@ -11,7 +11,8 @@
 //!                        match rule(s) 403, authenticate 400/401/503, authorize 401/403;
 //!                        a browser that may log in -> endpoints::login::start (302)
 //! forward             -> forward::proxy::forward: rewrite headers, send, stream back,
-//!                        WebSocket tunnel; 502 connect failure, 504 timeout
+//!                        WebSocket tunnel (-> session_watch: closed when its session
+//!                        ends); 502 connect failure, 504 timeout
 //! respond             -> response::Denial::render for every refusal, Set-Cookie
 //! log + metrics       -> one access-log line with the decision's reason and fault
 //! ```
@@ -33,6 +34,7 @@ use crate::gateway::{Gateway, Runtime};
 use crate::method_override;
 use crate::path;
 use crate::response::{is_browser, Body, Denial};
+use crate::session_watch;
 
 pub use crate::context::{ConnInfo, LoginStart, RequestContext};
 
@@ -57,7 +59,7 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
 
 /// The phases, in order.
 async fn run(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     rt: &Runtime,
     ctx: &mut RequestContext,
     req: Request<Incoming>,
@@ -93,7 +95,8 @@ async fn run(
     };
 
     let route = rt.route(ctx.upstream, &ctx.conn);
-    let (resp, took) = proxy::forward(&route, req, &path, identity.as_deref()).await?;
+    let watch = || session_watch::for_tunnel(gw, rt, identity.as_deref());
+    let (resp, took) = proxy::forward(&route, req, &path, identity.as_deref(), watch).await?;
     ctx.upstream_time = Some(took);
     gw.metrics.upstream(took);
     Ok(resp.map(Either::Left))

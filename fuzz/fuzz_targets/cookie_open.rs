@@ -43,6 +43,7 @@ static CODEC: LazyLock<SessionCodec> = LazyLock::new(|| {
             previous_secrets: Vec::new(),
             state_dir: None,
             outlive_access_token: false,
+            websocket_check: std::time::Duration::from_secs(30),
         },
         "http://idp/realms/x",
         "gateway",

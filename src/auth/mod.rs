@@ -88,6 +88,24 @@ pub struct Identity {
     pub access_token: Option<String>,
     /// The credential came in `Authorization: Bearer`.
     pub from_bearer: bool,
+    /// The browser session behind this identity (`None` for a bearer token).
+    pub session: Option<SessionInfo>,
+}
+
+/// Which gateway session an identity comes from, and when it ends by itself: what a
+/// WebSocket opened on it checks while it stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The gateway's session id (what a logout revokes, the Redis key).
+    pub sid: String,
+    /// Created (seconds since the epoch).
+    pub iat: u64,
+    /// `session.lifetime` ends it here.
+    pub exp: u64,
+    /// The access token's expiry.
+    pub at_exp: Option<u64>,
+    /// It holds a refresh token.
+    pub renewable: bool,
 }
 
 impl Identity {
@@ -112,6 +130,7 @@ impl Identity {
             expires_at: claims.get("exp").and_then(Value::as_u64),
             access_token: None,
             from_bearer: false,
+            session: None,
             claims,
         }
     }
@@ -139,6 +158,13 @@ impl Identity {
         id.expires_at = Some(data.exp);
         id.access_token = data.access_token.clone();
         id.from_bearer = false;
+        id.session = Some(SessionInfo {
+            sid: data.sid.clone(),
+            iat: data.iat,
+            exp: data.exp,
+            at_exp: data.at_exp,
+            renewable: data.refresh_token.is_some(),
+        });
         Some(id)
     }
 

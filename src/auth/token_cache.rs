@@ -159,6 +159,7 @@ mod tests {
             expires_at: Some(exp),
             access_token: Some(token.to_owned()),
             from_bearer: true,
+            session: None,
         })
     }
 

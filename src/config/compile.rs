@@ -804,6 +804,18 @@ fn session(
     };
     let (redis_url, redis_urls) = redis_urls(s, store, d);
     let state_dir = state_dir(s.state_dir.as_deref(), d);
+    let websocket_check = duration(
+        d,
+        "session.websocket_check",
+        s.websocket_check.as_deref(),
+        Duration::from_secs(30),
+    );
+    if websocket_check < Duration::from_secs(1) {
+        d.error(
+            "session.websocket_check",
+            "must be at least 1s (every open WebSocket checks its session this often)",
+        );
+    }
     match secret {
         Some(secret) => {
             if secret.expose().len() < MIN_SESSION_SECRET {
@@ -836,6 +848,7 @@ fn session(
                     .unwrap_or_else(|| "portcullis:".to_owned()),
                 state_dir,
                 outlive_access_token: s.outlive_access_token.unwrap_or(false),
+                websocket_check,
             })
         }
         None => {

@@ -221,6 +221,10 @@ pub struct SessionSettings {
     /// or no refresh token) stays valid after the token's `exp`, until `lifetime`. Default
     /// false: such a session ends with its access token.
     pub outlive_access_token: bool,
+    /// `websocket_check`: how often a WebSocket opened on a session checks that the
+    /// session still stands (not logged out, revoked by the provider or expired); it is
+    /// closed with a close frame when it does not.
+    pub websocket_check: Duration,
 }
 
 /// Identity headers sent to the upstream. `None` = that header is not sent.

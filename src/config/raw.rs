@@ -129,6 +129,8 @@ pub struct RawSession {
     pub state_dir: Option<String>,
     /// With `refresh = false`: a session may outlive its access token's `exp`.
     pub outlive_access_token: Option<bool>,
+    /// How often a WebSocket opened on a session checks that the session still stands.
+    pub websocket_check: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

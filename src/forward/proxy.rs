@@ -16,6 +16,7 @@ use ipnet::IpNet;
 
 use super::headers::{self as hdr, HeaderPlan};
 use super::upstream::{Upstream, UpstreamBody, UpstreamError};
+use super::websocket::Watch;
 use super::{forwarded, websocket};
 use crate::auth::Identity;
 use crate::path::NormalizedPath;
@@ -48,12 +49,14 @@ pub struct Route<'a> {
 }
 
 /// Rewrites the request for the upstream and sends it; returns its answer (streaming) and
-/// how long the upstream took to answer.
+/// how long the upstream took to answer. `watch` is asked only when the upstream switched
+/// to a WebSocket: how the tunnel keeps checking the session it was opened on.
 pub async fn forward(
     route: &Route<'_>,
     mut req: Request<UpstreamBody>,
     path: &NormalizedPath,
     identity: Option<&Identity>,
+    watch: impl FnOnce() -> Option<Watch>,
 ) -> Result<(Response<Incoming>, Duration), ForwardError> {
     let upgrade = hdr::is_websocket_upgrade(req.headers());
     if upgrade
@@ -106,7 +109,7 @@ pub async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // An upstream may not switch protocols the client did not ask for.
         let client_upgrade = client_upgrade.ok_or(ForwardError::UnaskedSwitch)?;
-        websocket::tunnel(client_upgrade, hyper::upgrade::on(&mut resp));
+        websocket::tunnel(client_upgrade, hyper::upgrade::on(&mut resp), watch());
     } else {
         hdr::strip_hop_by_hop(resp.headers_mut());
     }

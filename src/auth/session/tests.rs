@@ -22,6 +22,7 @@ fn codec_with(secret: &str, previous: &[&str]) -> SessionCodec {
             previous_secrets: previous.iter().map(|p| Secret::new((*p).into())).collect(),
             state_dir: None,
             outlive_access_token: false,
+            websocket_check: std::time::Duration::from_secs(30),
         },
         "http://idp/realms/x",
         "gateway",
