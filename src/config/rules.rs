@@ -181,6 +181,18 @@ fn compile_rule(
         },
     };
 
+    let cors_preflight = match r.cors_preflight.as_deref() {
+        None | Some("off") => false,
+        Some("allow") => true,
+        Some(other) => {
+            diag.error(
+                key("cors_preflight"),
+                format!("{other:?} is not one of \"allow\", \"off\""),
+            );
+            false
+        }
+    };
+
     if diag.errors.len() != errors_before {
         return None;
     }
@@ -200,6 +212,7 @@ fn compile_rule(
         login,
         host,
         upstream,
+        cors_preflight,
         specificity,
     })
 }

@@ -89,6 +89,12 @@ pub async fn handle(
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {
         rt.headers.set_identity(resp.headers_mut(), id);
+        if let Some(signer) = &rt.assertion {
+            // `aud` is the origin of the rule's upstream, as on the main listener.
+            let origin = &rt.upstream_for(ctx.upstream).origin;
+            rt.headers
+                .set_assertion(resp.headers_mut(), id, signer, origin);
+        }
     }
     Ok(resp)
 }

@@ -11,6 +11,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::assertion::{Signer, Subject};
 use crate::auth::Identity;
 use crate::claims;
 use crate::config::HeaderSettings;
@@ -181,6 +182,33 @@ impl HeaderPlan {
                     headers.insert(name.clone(), hv);
                 }
             }
+        }
+    }
+}
+
+// === impl HeaderPlan: assertion ===
+
+impl HeaderPlan {
+    /// Sets `headers.assertion` to the signed assertion about `id` for the upstream whose
+    /// origin is `audience` (a client's copy was removed with the identity headers).
+    pub fn set_assertion(
+        &self,
+        headers: &mut HeaderMap,
+        id: &Identity,
+        signer: &Signer,
+        audience: &str,
+    ) {
+        let Some(name) = &self.settings.assertion else {
+            return;
+        };
+        let who = Subject {
+            sub: &id.subject,
+            email: id.email.as_deref(),
+            user: id.user(),
+            roles: &id.roles,
+        };
+        if let Some(v) = signer.assertion(&who, audience) {
+            headers.insert(name.clone(), v);
         }
     }
 }
