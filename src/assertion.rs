@@ -195,12 +195,14 @@ impl KeyRing {
             st.retired.retain(|(k, _)| k.kid != key.kid);
         }
         if let Some(old) = st.current.take() {
-            st.retired.push((old, now + RETIRED_FOR));
+            // Most recently retired first.
+            st.retired.insert(0, (old, now + RETIRED_FOR));
         }
         st.current = key.cloned();
     }
 
-    /// The JWK Set: the current key first, then the retired ones still listed.
+    /// The JWK Set: the current key first, then the retired ones still listed, newest
+    /// first.
     pub fn jwks(&self) -> Value {
         self.jwks_at(Instant::now())
     }
