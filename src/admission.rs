@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::Identity;
+use crate::authz::AllowReason;
 use crate::context::{LoginStart, RequestContext};
 use crate::decision::{self, Asked, Verdict};
 use crate::gateway::{Gateway, Runtime};
@@ -15,6 +16,9 @@ use crate::response::Denial;
 pub enum Admitted {
     /// Allowed: forward it, with this identity (if any) in the identity headers.
     Forward(Option<Arc<Identity>>),
+    /// A CORS preflight allowed by `cors_preflight = "allow"`: forward it with no
+    /// identity and no credential (its credential was not judged, so none is passed on).
+    Preflight,
     /// A browser without a credential on rules that let it log in: start a login that
     /// returns to this (validated) `rd`.
     LogIn(String),
@@ -37,6 +41,9 @@ pub async fn authorize(
     } = &verdict;
     let Err(refusal) = outcome else {
         ctx.reason = verdict.reason();
+        if matches!(outcome, Ok(AllowReason::CorsPreflight)) {
+            return Ok(Admitted::Preflight);
+        }
         return Ok(Admitted::Forward(identity.clone()));
     };
     if verdict.may_log_in() && ctx.browser && rt.session.is_some() {

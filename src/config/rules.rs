@@ -193,6 +193,17 @@ fn compile_rule(
         }
     };
 
+    if cors_preflight
+        && methods
+            .as_ref()
+            .is_some_and(|ms| !ms.contains(&Method::OPTIONS))
+    {
+        diag.warn(
+            key("cors_preflight"),
+            "the rule's methods do not include OPTIONS, so no preflight ever selects it",
+        );
+    }
+
     if diag.errors.len() != errors_before {
         return None;
     }

@@ -84,6 +84,8 @@ pub async fn handle(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
+        // The proxy forwards the preflight itself; the answer carries no identity.
+        Admitted::Preflight => None,
         Admitted::LogIn(rd) => return super::login::start(gw, rt, ctx, rd),
     };
     let mut resp = Response::new(empty());

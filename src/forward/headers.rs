@@ -247,6 +247,14 @@ fn left_out(name: &HeaderName, subject: &str) {
     );
 }
 
+/// Removes the credential a request carries in headers (`Authorization`, a `DPoP` proof),
+/// for a request forwarded without its credential being judged (a CORS preflight). The
+/// gateway's cookies are removed from every request anyway.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(DPOP);
+}
+
 /// Is this a WebSocket upgrade request (`Connection: upgrade` + `Upgrade: websocket`)?
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade_ws = headers.get_all(header::UPGRADE).iter().any(|v| {
