@@ -438,3 +438,89 @@ async fn forward_auth_answers_with_the_assertion_too() {
     assert!(r.header(HEADER).is_none());
     h.gw.shutdown().await;
 }
+
+/// A Python that has PyJWT and cryptography: `$PYTHON`, else `python3`, else
+/// `/usr/bin/python3` (Debian's python3-jwt and python3-cryptography, which `.ci/run`
+/// installs). Without one this test fails; it never passes silently.
+fn python_with_pyjwt() -> String {
+    let candidates: Vec<String> = std::env::var("PYTHON")
+        .ok()
+        .into_iter()
+        .chain(["python3".to_owned(), "/usr/bin/python3".to_owned()])
+        .collect();
+    for p in &candidates {
+        let ok = std::process::Command::new(p)
+            .args(["-c", "import jwt, cryptography; jwt.PyJWKClient"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return p.clone();
+        }
+    }
+    panic!(
+        "this test runs deploy/assertion/verify.py, which needs PyJWT with cryptography, but \
+         none of {candidates:?} has them. Install them with `apt-get install python3-jwt \
+         python3-cryptography` or `pip install \"pyjwt[crypto]\"`, or set PYTHON to such a \
+         python."
+    );
+}
+
+#[tokio::test]
+async fn the_shipped_python_verifier_accepts_the_assertion_and_refuses_others() {
+    let python = python_with_pyjwt();
+    let h = Harness::with(&rules_with("")).await;
+    let mut got = Vec::new();
+    for sub in ["u-7", "u-8"] {
+        let t = token(&h, sub, &["admin"]);
+        let seen = h.get_bearer("/api/private", &t).await.seen();
+        got.push(seen.header(HEADER).unwrap().to_owned());
+    }
+    let (first, other) = (got[0].clone(), got[1].clone());
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/assertion/verify.py");
+    // The script fetches the JWKS from this gateway, so it runs off the test's thread.
+    let run = |audience: String, assertion: String| {
+        let (python, script, public) = (python.clone(), script.clone(), h.public());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .arg(public)
+                .arg(audience)
+                .arg(assertion)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(h.upstream.url(), first.clone()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "verify.py refused the assertion: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["sub"], "u-7");
+    assert_eq!(claims["roles"], json!(["admin"]));
+    // Meant for another upstream: refused.
+    let out = run("http://other.example:3000".into(), first.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Another assertion's claims under this one's signature: refused.
+    let parts: Vec<&str> = first.split('.').collect();
+    let other_payload = other.split('.').nth(1).unwrap();
+    let forged = format!("{}.{other_payload}.{}", parts[0], parts[2]);
+    let out = run(h.upstream.url(), forged).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    h.gw.shutdown().await;
+}
