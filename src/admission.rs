@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::Identity;
+use crate::authz::AllowReason;
 use crate::context::{LoginStart, RequestContext};
 use crate::decision::{self, Asked, Verdict};
 use crate::gateway::{Gateway, Runtime};
@@ -16,6 +17,9 @@ use crate::rules::StepUp;
 pub enum Admitted {
     /// Allowed: forward it, with this identity (if any) in the identity headers.
     Forward(Option<Arc<Identity>>),
+    /// A CORS preflight allowed by `cors_preflight = "allow"`: forward it with no
+    /// identity and no credential (its credential was not judged, so none is passed on).
+    Preflight,
     /// A browser without a credential (or whose session is below a rule's step-up) on
     /// rules that let it log in: start a login that returns to this (validated) `rd`,
     /// asking the provider for this authentication level.
@@ -39,6 +43,9 @@ pub async fn authorize(
     } = &verdict;
     let Err(refusal) = outcome else {
         ctx.reason = verdict.reason();
+        if matches!(outcome, Ok(AllowReason::CorsPreflight)) {
+            return Ok(Admitted::Preflight);
+        }
         return Ok(Admitted::Forward(identity.clone()));
     };
     if (verdict.may_log_in() || verdict.step_up().is_some()) && ctx.browser && rt.session.is_some()

@@ -18,6 +18,8 @@ pub enum AllowReason {
     Public,
     /// A valid credential with everything the rule asks for.
     Authorized,
+    /// A CORS preflight on rules with `cors_preflight = "allow"`: no credential judged.
+    CorsPreflight,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,7 @@ impl Decision {
         match self {
             Decision::Allow(AllowReason::Public) => "public",
             Decision::Allow(AllowReason::Authorized) => "authorized",
+            Decision::Allow(AllowReason::CorsPreflight) => "cors_preflight",
             Decision::Deny(d) => d.code(),
         }
     }

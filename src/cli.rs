@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::Method;
 use serde_json::{Map, Value};
 
+use crate::authz::AllowReason;
 use crate::config::{self, Config, EnvOverrides, LogFormat};
 use crate::decision::{Refusal, SelectError, Verdict};
 use crate::explain::{Explanation, Source};
@@ -58,6 +60,11 @@ enum Command {
         /// A JSON file of claims to judge instead of a token (no signature checks)
         #[arg(long, value_name = "FILE.json", conflicts_with = "token")]
         claims: Option<PathBuf>,
+        /// A request header, such as "Origin: https://app.example" (repeatable; with
+        /// Access-Control-Request-Method it makes an OPTIONS a CORS preflight). The
+        /// credential comes from --token or --claims only
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
     },
 }
 
@@ -76,6 +83,7 @@ pub fn run() -> ExitCode {
             token,
             offline,
             claims,
+            headers,
         } => explain(
             &config::resolve_path(c.config.as_deref(), &env),
             &env,
@@ -83,6 +91,7 @@ pub fn run() -> ExitCode {
                 method,
                 target: path,
                 host,
+                headers,
             },
             TokenSource {
                 token,
@@ -240,6 +249,30 @@ struct Request {
     method: String,
     target: String,
     host: Option<String>,
+    /// `--header` values, `NAME: VALUE`.
+    headers: Vec<String>,
+}
+
+/// The `--header` values as a header map; a credential header is refused (the credential
+/// comes from `--token` or `--claims`, so that it is judged as given).
+fn request_headers(given: &[String]) -> Result<HeaderMap, String> {
+    let mut out = HeaderMap::new();
+    for h in given {
+        let Some((name, value)) = h.split_once(':') else {
+            return Err(format!("--header {h:?} is not \"NAME: VALUE\""));
+        };
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("--header {h:?}: not a valid header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("--header {h:?}: not a valid header value"))?;
+        if [AUTHORIZATION, COOKIE, crate::header_names::DPOP].contains(&name) {
+            return Err(format!(
+                "--header {name}: give the credential with --token or --claims"
+            ));
+        }
+        out.append(name, value);
+    }
+    Ok(out)
 }
 
 /// Where `explain` gets the credential from.
@@ -273,6 +306,13 @@ fn explain(
             }
         },
     };
+    let headers = match request_headers(&req.headers) {
+        Ok(h) => h,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(1);
+        }
+    };
     let rt = match current_thread() {
         Ok(rt) => rt,
         Err(e) => {
@@ -288,11 +328,12 @@ fn explain(
         println!("claims:   {msg}");
         Source::Unreadable
     });
-    let explained = rt.block_on(crate::explain::explain(
+    let explained = rt.block_on(crate::explain::explain_with_headers(
         &cfg,
         &method,
         target,
         host.as_deref(),
+        &headers,
         source,
     ));
     let (path, verdict) = match explained {
@@ -321,6 +362,9 @@ fn print_verdict(cfg: &Config, verdict: &Verdict<'_>) -> ExitCode {
     let status = verdict.status().as_u16();
     let reason = verdict.reason();
     match (&verdict.identity, &verdict.refused) {
+        _ if matches!(verdict.outcome, Ok(AllowReason::CorsPreflight)) => println!(
+            "identity: not judged (a CORS preflight, on a rule with cors_preflight = \"allow\")"
+        ),
         (_, Some(e)) if verdict.outcome.is_ok() => {
             println!("identity: none (refused: {e}; a public rule ignores a refused credential)")
         }

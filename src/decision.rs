@@ -5,6 +5,9 @@
 //!
 //! 1. [`select`]: the rule for the request's own method, plus the rule of every method a
 //!    `_method` override asks for ([`crate::method_override`]); whether they are all public.
+//!    A CORS preflight ([`is_cors_preflight`]) whose selected rules all say
+//!    `cors_preflight = "allow"` is allowed here, without a credential: its `Authorization`
+//!    and cookies are never judged, and it has no identity.
 //! 2. authenticate ([`Authenticate`]): the identity, or a typed failure. On rules that are
 //!    all public a failure only means no identity.
 //! 3. [`judge`]: every selected rule's [`authz::decide`] for the identity; the first denial
@@ -16,7 +19,7 @@
 
 use std::sync::Arc;
 
-use http::header::HeaderMap;
+use http::header::{self, HeaderMap};
 use http::Method;
 
 use crate::auth::{AuthError, Authenticate, Identity, Presented};
@@ -137,6 +140,14 @@ pub async fn decide<'r, A: Authenticate>(
             }
         }
     };
+    if selection.allows_preflight() && is_cors_preflight(asked.method, asked.headers) {
+        return Verdict {
+            selection: Some(selection),
+            identity: None,
+            refused: None,
+            outcome: Ok(AllowReason::CorsPreflight),
+        };
+    }
     let all_public = selection.all_public();
     let presented = Presented {
         method: asked.method,
@@ -168,6 +179,20 @@ pub async fn decide<'r, A: Authenticate>(
     }
 }
 
+/// A CORS preflight request: `OPTIONS` with a non-empty `Origin` and a non-empty
+/// `Access-Control-Request-Method` (Fetch standard, "CORS-preflight request"). A plain
+/// `OPTIONS`, or one with only one of the two, is not.
+pub fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    let present = |name| {
+        headers
+            .get(name)
+            .is_some_and(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+    };
+    method == Method::OPTIONS
+        && present(header::ORIGIN)
+        && present(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 /// Why no rule could be selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SelectError {
@@ -195,6 +220,11 @@ impl<'r> Selection<'r> {
     /// Are all selected rules public? Then a bad credential only means no identity.
     pub fn all_public(&self) -> bool {
         self.all().all(|r| r.access == Access::Public)
+    }
+
+    /// Do all selected rules let CORS preflights through (`cors_preflight = "allow"`)?
+    pub fn allows_preflight(&self) -> bool {
+        self.all().all(|r| r.cors_preflight)
     }
 
     /// May a browser without a credential be sent to log in (no rule says `deny`)?

@@ -72,6 +72,20 @@ pub async fn explain<'c>(
     host: Option<&str>,
     source: Source,
 ) -> Explanation<'c> {
+    explain_with_headers(cfg, method, target, host, &HeaderMap::new(), source).await
+}
+
+/// The same, for a request that also carries `headers` (such as `Origin` and
+/// `Access-Control-Request-Method`, which make an `OPTIONS` a CORS preflight). The
+/// credential comes from `source` only: an `Authorization` among `headers` is replaced.
+pub async fn explain_with_headers<'c>(
+    cfg: &'c Config,
+    method: &Method,
+    target: &str,
+    host: Option<&str>,
+    headers: &HeaderMap,
+    source: Source,
+) -> Explanation<'c> {
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
@@ -94,7 +108,8 @@ pub async fn explain<'c>(
         Source::Token { keys, .. } => Some(keys.clone()),
         _ => None,
     };
-    let mut headers = HeaderMap::new();
+    let mut headers = headers.clone();
+    headers.remove(AUTHORIZATION);
     let mut auth = authenticator(cfg, &checks, keys.as_ref(), source, &mut headers);
     let asked = Asked {
         method,

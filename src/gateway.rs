@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::assertion::{KeyRing, Signer};
 use crate::auth::authenticate::{DpopCheck, Introspection, RequestAuth, Sessions};
 use crate::auth::bearer::Bearers;
 use crate::auth::dpop::ReplayGuard;
@@ -45,11 +46,19 @@ pub struct Runtime {
     pub session_cache: SessionCache,
     /// `server.public_url`'s origin (`https://app.example.com`).
     pub public_origin: String,
+    /// `headers.assertion`: this configuration's signing key and signed assertions.
+    pub assertion: Option<Signer>,
 }
 
 impl Runtime {
     /// Fails only when an upstream client cannot be built; the message names the key.
-    pub fn new(config: Config, revocations: Arc<Revocations>) -> Result<Runtime, String> {
+    /// Without `headers.assertion_key_file`, assertions are signed with `keys`' generated
+    /// key.
+    pub fn new(
+        config: Config,
+        revocations: Arc<Revocations>,
+        keys: &KeyRing,
+    ) -> Result<Runtime, String> {
         let upstreams = config
             .upstreams
             .iter()
@@ -82,6 +91,14 @@ impl Runtime {
             token_cache: TokenCache::new(config.tokens.cache_size, config.tokens.leeway.as_secs()),
             session_cache: SessionCache::new(config.tokens.cache_size),
             public_origin: config.server.public_url.origin().ascii_serialization(),
+            assertion: config.headers.assertion.as_ref().map(|_| {
+                let key = match &config.headers.assertion_key {
+                    Some(k) => k.clone(),
+                    None => keys.generated(),
+                };
+                let issuer = config.server.public_url.as_str().trim_end_matches('/');
+                Signer::new(key, issuer.to_owned())
+            }),
             config,
         })
     }
@@ -97,6 +114,7 @@ impl Runtime {
     pub fn route(&self, rule_upstream: Option<usize>, conn: &ConnInfo) -> Route<'_> {
         Route {
             plan: &self.headers,
+            assertion: self.assertion.as_ref(),
             upstream: self.upstream_for(rule_upstream),
             trusted_proxies: &self.config.server.trusted_proxies,
             public_origin: &self.public_origin,
@@ -131,6 +149,10 @@ pub struct Gateway {
     /// With the cookie store: the sessions logged in through this instance, for
     /// `/sessions` on the admin listener.
     pub local_sessions: LocalSessions,
+    /// The assertion keys `<auth_prefix>/jwks` publishes: the serving configuration's,
+    /// and one a reload replaced, for one assertion lifetime. Also the generated key,
+    /// which stays the same across reloads.
+    pub assertion_keys: KeyRing,
 }
 
 impl Gateway {
@@ -174,7 +196,9 @@ impl Gateway {
             }
             _ => None,
         };
-        let runtime = Runtime::new(config, revocations.clone())?;
+        let assertion_keys = KeyRing::default();
+        let runtime = Runtime::new(config, revocations.clone(), &assertion_keys)?;
+        assertion_keys.publish(runtime.assertion.as_ref().map(Signer::key));
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             jwks,
@@ -186,6 +210,7 @@ impl Gateway {
             refresher: Refresher::default(),
             store,
             local_sessions: LocalSessions::default(),
+            assertion_keys,
         }))
     }
 
@@ -193,7 +218,10 @@ impl Gateway {
         self.runtime.load_full()
     }
 
+    /// Serves `rt` from now on; its assertion key is published before it signs anything.
     pub fn swap_runtime(&self, rt: Runtime) {
+        self.assertion_keys
+            .publish(rt.assertion.as_ref().map(Signer::key));
         self.runtime.store(Arc::new(rt));
     }
 

@@ -21,6 +21,8 @@ pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-me
 pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// RFC 9449 proof of possession, beside `Authorization: DPoP <token>`.
+pub const DPOP: HeaderName = HeaderName::from_static("dpop");
 pub const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// On forward-auth's 401 for a browser that may log in: where to send it to log in.
 pub const X_PORTCULLIS_LOGIN: HeaderName = HeaderName::from_static("x-portcullis-login");

@@ -34,6 +34,8 @@
 //! - [`config`]: compiled configuration types; loading, raw tree, compilation, diagnostics.
 //! - [`rules`]: the compiled rule table and its precedence.
 //! - [`path`]: normalization; its output is both matched and forwarded.
+//! - [`assertion`]: the signed identity assertion for the upstream: the gateway's ES256
+//!   keys, the JWKS they are published in, the cache of signed assertions.
 //! - [`claims`], [`header_names`], [`metrics`]: the bottom of the graph.
 //!
 //! ```text
@@ -44,6 +46,7 @@
 //! ```
 
 pub mod admission;
+pub mod assertion;
 pub mod auth;
 pub mod authority;
 pub mod authz;

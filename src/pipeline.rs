@@ -9,7 +9,8 @@
 //! body _method?       -> method_override::inspect        413 / 400 on a body it cannot read
 //! decide              -> admission::authorize -> decision::decide:
 //!                        match rule(s) 403, authenticate 400/401/503, authorize 401/403;
-//!                        a browser that may log in -> endpoints::login::start (302)
+//!                        a browser that may log in -> endpoints::login::start (302);
+//!                        an allowed CORS preflight loses its credential headers
 //! forward             -> forward::proxy::forward: rewrite headers, send, stream back,
 //!                        WebSocket tunnel (-> session_watch: closed when its session
 //!                        ends); 502 connect failure, 504 timeout
@@ -29,7 +30,7 @@ use crate::admission::{self, Admitted};
 use crate::authority;
 use crate::decision::Asked;
 use crate::endpoints;
-use crate::forward::proxy;
+use crate::forward::{headers, proxy};
 use crate::gateway::{Gateway, Runtime};
 use crate::method_override;
 use crate::path;
@@ -78,7 +79,7 @@ async fn run(
 
     let host = ctx.host.clone();
     let sensitive = rt.config.rules.method_sensitive(host.as_deref(), &path);
-    let (req, body_methods) = method_override::inspect(req, sensitive).await?;
+    let (mut req, body_methods) = method_override::inspect(req, sensitive).await?;
     let asked = Asked {
         method: req.method(),
         path: &path,
@@ -89,6 +90,10 @@ async fn run(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
+        Admitted::Preflight => {
+            headers::strip_credentials(req.headers_mut());
+            None
+        }
         Admitted::LogIn(rd, step_up) => {
             return endpoints::login::start(gw, rt, ctx, rd, step_up.as_ref())
         }

@@ -227,11 +227,13 @@ impl Verdict<'_> {
         }
     }
 
-    /// The reason in the access log and metrics: `public`, `authorized`, or the denial's.
+    /// The reason in the access log and metrics: `public`, `authorized`,
+    /// `cors_preflight`, or the denial's.
     pub fn reason(&self) -> &'static str {
         match &self.outcome {
             Ok(AllowReason::Public) => "public",
             Ok(AllowReason::Authorized) => "authorized",
+            Ok(AllowReason::CorsPreflight) => "cors_preflight",
             Err(r) => Denial::from(r.clone()).reason(),
         }
     }

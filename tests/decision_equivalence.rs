@@ -5,9 +5,9 @@
 //! Requests vary in method, path (encodings, dot segments, doubled slashes), query
 //! (`_method` in every spelling), host, browser or not, and credential: none, valid
 //! tokens with and without roles, scopes and claims, expired, wrong audience, forged,
-//! garbage, and browser sessions with and without roles. The rule table has every rule
-//! kind: public, authenticated, roles, any_roles, scopes, claims, login = "deny", methods,
-//! host, wildcards.
+//! garbage, and browser sessions with and without roles; with or without the headers of a
+//! CORS preflight. The rule table has every rule kind: public, authenticated, roles,
+//! any_roles, scopes, claims, login = "deny", methods, host, wildcards, cors_preflight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +59,13 @@ login = "deny"
 
 [[rule]]
 path = "/exact"
+
+# OPTIONS on paths no other rule takes: authenticated, but CORS preflights pass (other
+# methods there have no rule: 403).
+[[rule]]
+path = "/**"
+methods = ["OPTIONS"]
+cors_preflight = "allow"
 
 [[rule]]
 path = "/host/**"
@@ -122,12 +129,14 @@ struct Case {
     host: &'static str,
     browser: bool,
     cred: Cred,
+    /// Which of `Origin` and `Access-Control-Request-Method` it carries (bit 0, bit 1).
+    preflight: u8,
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 const SEGMENTS: &[&str] = &[
-    "pub", "items", "1", "api", "scoped", "any", "tenant", "machine", "exact", "host", "x", "..",
-    ".", "%2e%2e", "%2E", "%61pi", "it%65ms", "%2F", "%5C", "a;b", "%00", "~", "A",
+    "pub", "items", "1", "api", "scoped", "any", "tenant", "machine", "exact", "host", "cors", "x",
+    "..", ".", "%2e%2e", "%2E", "%61pi", "it%65ms", "%2F", "%5C", "a;b", "%00", "~", "A",
 ];
 const QUERIES: &[&str] = &[
     "_method=DELETE",
@@ -158,24 +167,28 @@ fn case() -> impl Strategy<Value = Case> {
         prop::sample::select(HOSTS),
         any::<bool>(),
         0usize..12,
+        0u8..4,
     )
-        .prop_map(|(method, segs, double, query, host, browser, cred)| {
-            let sep = if double { "//" } else { "/" };
-            let path = format!("/{}", segs.join(sep));
-            let cred = match cred {
-                0 | 1 => Cred::None,
-                n @ 2..=9 => Cred::Token(n - 2),
-                n => Cred::Session(n - 10),
-            };
-            Case {
-                method,
-                path,
-                query: query.map(str::to_owned),
-                host,
-                browser,
-                cred,
-            }
-        })
+        .prop_map(
+            |(method, segs, double, query, host, browser, cred, preflight)| {
+                let sep = if double { "//" } else { "/" };
+                let path = format!("/{}", segs.join(sep));
+                let cred = match cred {
+                    0 | 1 => Cred::None,
+                    n @ 2..=9 => Cred::Token(n - 2),
+                    n => Cred::Session(n - 10),
+                };
+                Case {
+                    method,
+                    path,
+                    query: query.map(str::to_owned),
+                    host,
+                    browser,
+                    cred,
+                    preflight,
+                }
+            },
+        )
 }
 
 struct World {
@@ -288,9 +301,21 @@ async fn world(capture: Capture) -> World {
     }
 }
 
+/// The headers of a CORS preflight a case carries.
+fn preflight_headers(c: &Case) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if c.preflight & 1 != 0 {
+        out.push(("Origin".to_owned(), "https://spa.example".to_owned()));
+    }
+    if c.preflight & 2 != 0 {
+        out.push(("Access-Control-Request-Method".to_owned(), "PUT".to_owned()));
+    }
+    out
+}
+
 /// The headers a case sends besides Host.
 fn credential_headers(w: &World, c: &Case) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    let mut out = preflight_headers(c);
     if c.browser {
         out.push(("Accept".to_owned(), "text/html".to_owned()));
     }
@@ -351,7 +376,22 @@ async fn check(w: &World, c: Case) -> Result<(), TestCaseError> {
     };
     let host = portcullis::rules::host::request_host(c.host);
     let method = Method::from_bytes(c.method.as_bytes()).unwrap();
-    let explained = explain::explain(&w.cfg, &method, &target, host.as_deref(), source).await;
+    let mut asked_headers = http::HeaderMap::new();
+    for (k, v) in preflight_headers(&c) {
+        asked_headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let explained = explain::explain_with_headers(
+        &w.cfg,
+        &method,
+        &target,
+        host.as_deref(),
+        &asked_headers,
+        source,
+    )
+    .await;
     let (want_status, want_reason, want_rule, may_log_in) = match &explained {
         Explanation::BadPath(_) => (400, "bad_path", -1, false),
         Explanation::Endpoint(_) => return Ok(()),

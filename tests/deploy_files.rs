@@ -284,3 +284,33 @@ fn dockerfile_runtime_stage_runs_as_non_root() {
         );
     }
 }
+
+#[test]
+fn the_assertion_verifier_is_valid_python_and_checks_what_the_gateway_signs() {
+    let rel = "deploy/assertion/verify.py";
+    let cache = tempfile::tempdir().unwrap();
+    // The byte code goes to a temporary directory, never next to the script.
+    let out = std::process::Command::new("python3")
+        .args(["-m", "py_compile"])
+        .arg(repo_file(rel))
+        .env("PYTHONPYCACHEPREFIX", cache.path())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed to check {rel}: {e}"));
+    assert!(
+        out.status.success(),
+        "{rel} does not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It verifies what the gateway promises: ES256 only, iss, aud, and the times.
+    let script = read(rel);
+    for needle in [
+        "PyJWKClient(",
+        "\"/jwks\"",
+        "algorithms=[\"ES256\"]",
+        "audience=audience",
+        "issuer=issuer",
+        "\"exp\", \"iat\"",
+    ] {
+        assert!(script.contains(needle), "{rel} lacks {needle}");
+    }
+}

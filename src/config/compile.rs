@@ -14,6 +14,7 @@ use url::Url;
 use super::diagnostics::{ConfigErrors, Diagnostics};
 use super::raw::{RawConfig, RawHeaders, RawSession, RawTls};
 use super::*;
+use crate::assertion::SigningKey;
 use crate::claims::ClaimPath;
 use crate::header_names as hdr;
 use crate::rules::{Access, Login};
@@ -51,6 +52,15 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let tokens = tokens(&raw, &oidc.client_id, &oidc.issuer, &mut d);
     let session = session(&raw.session, &server.public_url, login_rule, &mut d);
     let headers = headers(&raw.headers, &mut d);
+    let replicated = session
+        .as_ref()
+        .is_some_and(|s| s.store == SessionStoreKind::Redis);
+    if headers.assertion.is_some() && headers.assertion_key.is_none() && replicated {
+        d.warn(
+            "headers.assertion_key_file",
+            "is not set: every replica signs assertions with its own generated key, and a verifier that fetches the JWKS from another replica cannot verify them; give every replica the same key file",
+        );
+    }
     rule_warnings(&rules, &server.auth_prefix, &tokens, &mut d);
     let log = log(&raw, &mut d);
 
@@ -976,7 +986,29 @@ fn headers(h: &RawHeaders, d: &mut Diagnostics) -> HeaderSettings {
         scopes: header_name(d, "headers.scopes", h.scopes.as_deref(), "X-Auth-Scopes"),
         access_token,
         claims: Vec::new(),
+        assertion: header_name(d, "headers.assertion", h.assertion.as_deref(), ""),
+        assertion_key: None,
+        assertion_key_file: None,
     };
+    if let Some(file) = &h.assertion_key_file {
+        let key = "headers.assertion_key_file";
+        match std::fs::read_to_string(file) {
+            Ok(pem) => match SigningKey::from_pem(&pem) {
+                Ok(k) => {
+                    out.assertion_key = Some(Arc::new(k));
+                    out.assertion_key_file = Some(PathBuf::from(file));
+                }
+                Err(e) => d.error(key, format!("{file:?} {e}")),
+            },
+            Err(e) => d.error(key, format!("cannot read {file:?}: {e}")),
+        }
+        if out.assertion.is_none() {
+            d.warn(
+                key,
+                "is set but headers.assertion is not, so no assertion is sent",
+            );
+        }
+    }
     for (name, path) in &h.claims {
         let key = format!("headers.claims.{name:?}");
         let header = header_name(d, &key, Some(name), "");

@@ -29,6 +29,7 @@ pub use env::EnvOverrides;
 pub use load::{load, load_figment, resolve_path};
 pub use secret::Secret;
 
+use crate::assertion::SigningKey;
 use crate::claims::ClaimPath;
 use crate::rules::RuleTable;
 
@@ -237,6 +238,12 @@ pub struct HeaderSettings {
     pub scopes: Option<HeaderName>,
     pub access_token: Option<HeaderName>,
     pub claims: Vec<(HeaderName, ClaimPath)>,
+    /// `assertion`: the header that carries the signed identity assertion.
+    pub assertion: Option<HeaderName>,
+    /// `assertion_key_file`, read and checked; `None`: the process's generated key.
+    pub assertion_key: Option<Arc<SigningKey>>,
+    /// The file `assertion_key` was read from, watched for changes like the configuration.
+    pub assertion_key_file: Option<PathBuf>,
 }
 
 impl HeaderSettings {
@@ -255,6 +262,7 @@ impl HeaderSettings {
         .flatten()
         .filter(|n| **n != http::header::AUTHORIZATION)
         .chain(self.claims.iter().map(|(n, _)| n))
+        .chain(&self.assertion)
     }
 }
 

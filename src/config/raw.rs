@@ -143,6 +143,11 @@ pub struct RawHeaders {
     pub scopes: Option<String>,
     pub access_token: Option<String>,
     pub claims: BTreeMap<String, String>,
+    /// A header for the signed identity assertion (ES256 JWT); unset = none is sent.
+    pub assertion: Option<String>,
+    /// A PKCS#8 PEM P-256 private key to sign assertions with; unset = a key generated
+    /// at start and kept in memory only.
+    pub assertion_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +178,9 @@ pub struct RawRule {
     pub host: Option<String>,
     /// The `[upstreams.NAME]` that receives the requests this rule allows.
     pub upstream: Option<String>,
+    /// `"allow"`: CORS preflights (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) pass without a credential; `"off"` (default).
+    pub cors_preflight: Option<String>,
 }
 
 /// Accepts any scalar as a string. Environment overrides are parsed as TOML-like values,

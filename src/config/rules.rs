@@ -214,6 +214,29 @@ fn compile_rule(
         },
     };
 
+    let cors_preflight = match r.cors_preflight.as_deref() {
+        None | Some("off") => false,
+        Some("allow") => true,
+        Some(other) => {
+            diag.error(
+                key("cors_preflight"),
+                format!("{other:?} is not one of \"allow\", \"off\""),
+            );
+            false
+        }
+    };
+
+    if cors_preflight
+        && methods
+            .as_ref()
+            .is_some_and(|ms| !ms.contains(&Method::OPTIONS))
+    {
+        diag.warn(
+            key("cors_preflight"),
+            "the rule's methods do not include OPTIONS, so no preflight ever selects it",
+        );
+    }
+
     if diag.errors.len() != errors_before {
         return None;
     }
@@ -234,6 +257,7 @@ fn compile_rule(
         step_up,
         host,
         upstream,
+        cors_preflight,
         specificity,
     })
 }

@@ -84,6 +84,8 @@ pub async fn handle(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
+        // The proxy forwards the preflight itself; the answer carries no identity.
+        Admitted::Preflight => None,
         Admitted::LogIn(rd, step_up) => {
             return super::login::start(gw, rt, ctx, rd, step_up.as_ref())
         }
@@ -91,6 +93,12 @@ pub async fn handle(
     let mut resp = Response::new(empty());
     if let Some(id) = &identity {
         rt.headers.set_identity(resp.headers_mut(), id);
+        if let Some(signer) = &rt.assertion {
+            // `aud` is the origin of the rule's upstream, as on the main listener.
+            let origin = &rt.upstream_for(ctx.upstream).origin;
+            rt.headers
+                .set_assertion(resp.headers_mut(), id, signer, origin);
+        }
     }
     Ok(resp)
 }

@@ -1,10 +1,12 @@
 //! The gateway's own endpoints under `server.auth_prefix` (default `/oauth2`): login,
-//! callback, logout, back-channel logout, userinfo, forward-auth. Requests here never
+//! callback, logout, back-channel logout, userinfo, forward-auth, and the JWKS of the
+//! identity assertions. Requests here never
 //! reach the rules or the upstream.
 
 mod backchannel;
 mod callback;
 mod forward_auth;
+mod jwks;
 pub mod login;
 mod logout;
 pub mod redirect;
@@ -27,6 +29,8 @@ pub enum Endpoint {
     ForwardAuth,
     /// `POST /backchannel-logout`: OpenID Connect Back-Channel Logout.
     BackchannelLogout,
+    /// `GET /jwks`: the public keys of the identity assertions.
+    Jwks,
     /// Under the prefix but not an endpoint: 404, never forwarded.
     Unknown,
 }
@@ -44,6 +48,7 @@ pub fn route(prefix: &str, path: &str) -> Option<Endpoint> {
         "/userinfo" => Endpoint::UserInfo,
         "/auth" => Endpoint::ForwardAuth,
         "/backchannel-logout" => Endpoint::BackchannelLogout,
+        "/jwks" => Endpoint::Jwks,
         _ => Endpoint::Unknown,
     })
 }
@@ -62,6 +67,7 @@ pub async fn handle(
         Endpoint::Callback => callback::handle(gw, rt, ctx, req).await,
         Endpoint::Logout => logout::handle(gw, rt, ctx, req).await,
         Endpoint::BackchannelLogout => backchannel::handle(gw, rt, ctx, req).await,
+        Endpoint::Jwks => jwks::handle(gw, ctx, &req),
         Endpoint::Unknown => Err(Denial::NotFound),
     }
 }

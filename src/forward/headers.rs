@@ -11,6 +11,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::assertion::{Signer, Subject};
 use crate::auth::Identity;
 use crate::claims;
 use crate::config::HeaderSettings;
@@ -185,6 +186,33 @@ impl HeaderPlan {
     }
 }
 
+// === impl HeaderPlan: assertion ===
+
+impl HeaderPlan {
+    /// Sets `headers.assertion` to the signed assertion about `id` for the upstream whose
+    /// origin is `audience` (a client's copy was removed with the identity headers).
+    pub fn set_assertion(
+        &self,
+        headers: &mut HeaderMap,
+        id: &Identity,
+        signer: &Signer,
+        audience: &str,
+    ) {
+        let Some(name) = &self.settings.assertion else {
+            return;
+        };
+        let who = Subject {
+            sub: &id.subject,
+            email: id.email.as_deref(),
+            user: id.user(),
+            roles: &id.roles,
+        };
+        if let Some(v) = signer.assertion(&who, audience) {
+            headers.insert(name.clone(), v);
+        }
+    }
+}
+
 /// A control character (C0, DEL), which no identity header value may carry.
 fn has_control(v: &str) -> bool {
     v.bytes().any(|b| b < 0x20 || b == 0x7f)
@@ -217,6 +245,14 @@ fn left_out(name: &HeaderName, subject: &str) {
         subject = %subject.escape_debug(),
         "an identity value would split or corrupt its header; left out"
     );
+}
+
+/// Removes the credential a request carries in headers (`Authorization`, a `DPoP` proof),
+/// for a request forwarded without its credential being judged (a CORS preflight). The
+/// gateway's cookies are removed from every request anyway.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(DPOP);
 }
 
 /// Is this a WebSocket upgrade request (`Connection: upgrade` + `Upgrade: websocket`)?

@@ -3,6 +3,7 @@
 //! ```text
 //! strip hop-by-hop -> strip owned headers (client copies) -> strip gateway cookies
 //!   -> Host = the authority the rules saw -> X-Forwarded-* -> identity headers
+//!   (and the signed assertion, `aud` = this upstream's origin)
 //!   -> upstream URI (normalized path + query) -> send -> 101? tunnel : strip hop-by-hop
 //! ```
 
@@ -18,6 +19,7 @@ use super::headers::{self as hdr, HeaderPlan};
 use super::upstream::{Upstream, UpstreamBody, UpstreamError};
 use super::websocket::Watch;
 use super::{forwarded, websocket};
+use crate::assertion::Signer;
 use crate::auth::Identity;
 use crate::path::NormalizedPath;
 
@@ -40,6 +42,8 @@ pub enum ForwardError {
 /// Where and how a request is forwarded.
 pub struct Route<'a> {
     pub plan: &'a HeaderPlan,
+    /// `headers.assertion`: signs the identity assertion for this upstream.
+    pub assertion: Option<&'a Signer>,
     pub upstream: &'a Upstream,
     pub trusted_proxies: &'a [IpNet],
     /// `public_url`'s origin, for WebSocket upgrades.
@@ -86,6 +90,11 @@ pub async fn forward(
     forwarded::apply(h, route.peer, trusted, scheme, None);
     if let Some(id) = identity {
         route.plan.set_identity(h, id);
+        if let Some(signer) = route.assertion {
+            route
+                .plan
+                .set_assertion(h, id, signer, &route.upstream.origin);
+        }
     }
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -51,6 +51,8 @@ pub struct Upstream {
     timeout: Duration,
     /// The version requests are sent with (HTTP/2 when `upstream.http2`).
     pub version: http::Version,
+    /// The URL's origin (`scheme://host[:port]`): the `aud` of identity assertions.
+    pub origin: String,
 }
 
 impl Upstream {
@@ -97,6 +99,7 @@ impl Upstream {
             scheme,
             authority,
             base_path: s.url.path().trim_end_matches('/').to_owned(),
+            origin: s.url.origin().ascii_serialization(),
             timeout: s.timeout,
             version: if s.http2 {
                 http::Version::HTTP_2

@@ -90,6 +90,9 @@ pub struct Rule {
     pub host: Option<HostPattern>,
     /// `upstream`: the named upstream (index into `Config::upstreams`); `None` = `[upstream]`.
     pub upstream: Option<usize>,
+    /// `cors_preflight = "allow"`: a CORS preflight this rule selects is forwarded
+    /// without a credential ([`crate::decision`] decides what counts as one).
+    pub cors_preflight: bool,
     pub specificity: Specificity,
 }
 

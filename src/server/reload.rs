@@ -5,7 +5,8 @@
 //! is logged with every error and the old one keeps serving.
 //!
 //! A renewed TLS certificate (the files' contents are watched too) is served from the next
-//! handshake on. Settings bound to sockets or read once at start (listen addresses,
+//! handshake on. A new `headers.assertion_key_file` (or new contents in it) signs from the
+//! swap on; the key it replaced stays in the JWKS for one assertion lifetime. Settings bound to sockets or read once at start (listen addresses,
 //! turning TLS on or off, header limits, shutdown grace, `session.state_dir`) are reported as needing a
 //! restart and keep their old values;
 //! a changed `oidc.issuer` or `tokens.jwks_refresh` refuses the whole reload, because the
@@ -31,7 +32,8 @@ pub fn fingerprint(path: &Path, env: &EnvOverrides) -> Option<u64> {
 }
 
 /// The same, plus the contents of other files the configuration reads (TLS certificate
-/// and key), so a renewed certificate is picked up like an edited configuration.
+/// and key, the assertion key), so a renewed certificate or a new assertion key is picked
+/// up like an edited configuration.
 fn watched(path: &Path, env: &EnvOverrides, files: &[PathBuf]) -> Option<u64> {
     let mut h = DefaultHasher::new();
     fingerprint(path, env)?.hash(&mut h);
@@ -42,13 +44,16 @@ fn watched(path: &Path, env: &EnvOverrides, files: &[PathBuf]) -> Option<u64> {
 }
 
 fn watched_files(gw: &Gateway) -> Vec<PathBuf> {
-    gw.runtime()
+    let rt = gw.runtime();
+    let mut files = rt
         .config
         .server
         .tls
         .as_ref()
         .map(|t| t.files.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    files.extend(rt.config.headers.assertion_key_file.clone());
+    files
 }
 
 /// Loads and applies the configuration. Returns the keys whose new values need a restart.
@@ -164,7 +169,7 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
         tls.resolver = running.resolver.clone();
         tls.config = running.config.clone();
     }
-    let rt = Runtime::new(new, gw.revocations.clone()).map_err(|e| {
+    let rt = Runtime::new(new, gw.revocations.clone(), &gw.assertion_keys).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             key: String::new(),
             message: e,
