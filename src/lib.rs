@@ -9,7 +9,9 @@
 //!
 //! The modules follow a request through the gateway; imports only point down this list.
 //!
-//! - [`cli`]: `serve`, `check`, `explain`.
+//! - [`cli`]: `serve`, `check`, `explain`, `init`.
+//! - [`init`]: `portcullis init`, a starter `gateway.toml` from the provider's discovery
+//!   document.
 //! - [`explain`]: what the running gateway would decide, by its own decision function.
 //! - [`server`]: listeners, TLS, connection limits, graceful shutdown, reload;
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
@@ -56,6 +58,7 @@ pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod header_names;
+pub mod init;
 pub mod method_override;
 pub mod metrics;
 pub mod path;
