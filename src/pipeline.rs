@@ -9,7 +9,8 @@
 //! body _method?       -> method_override::inspect        413 / 400 on a body it cannot read
 //! decide              -> admission::authorize -> decision::decide:
 //!                        match rule(s) 403, authenticate 400/401/503, authorize 401/403;
-//!                        a browser that may log in -> endpoints::login::start (302)
+//!                        a browser that may log in -> endpoints::login::begin (302;
+//!                        first to public_url's host when it asked for another)
 //! forward             -> forward::proxy::forward: rewrite headers, send, stream back,
 //!                        WebSocket tunnel; 502 connect failure, 504 timeout
 //! respond             -> response::Denial::render for every refusal, Set-Cookie
@@ -87,7 +88,7 @@ async fn run(
     };
     let identity = match admission::authorize(gw, rt, ctx, &asked).await? {
         Admitted::Forward(identity) => identity,
-        Admitted::LogIn(rd) => return endpoints::login::start(gw, rt, ctx, rd),
+        Admitted::LogIn(rd) => return endpoints::login::begin(gw, rt, ctx, &req, rd),
     };
 
     let route = rt.route(ctx.upstream, &ctx.conn);

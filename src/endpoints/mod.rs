@@ -7,6 +7,7 @@ mod callback;
 mod forward_auth;
 pub mod login;
 mod logout;
+pub mod public_host;
 pub mod redirect;
 mod userinfo;
 
