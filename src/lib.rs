@@ -17,7 +17,8 @@
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
 //! - [`pipeline`]: the phases in order (the only place they are sequenced), one call each.
 //! - [`endpoints`]: the gateway's own endpoints under `auth_prefix` (login, callback,
-//!   logout, back-channel logout, userinfo, forward-auth).
+//!   logout, back-channel logout, userinfo, forward-auth); a login starts on
+//!   `public_url`'s host.
 //! - [`admission`]: a live request's verdict, recorded in its context; a browser that may
 //!   log in becomes a login.
 //! - [`gateway`]: the long-lived state (runtime per configuration, keys, metrics).
