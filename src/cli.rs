@@ -1,5 +1,6 @@
-//! The command line: `serve`, `check`, `explain`. Exit codes follow the contract:
-//! 0 success / allowed, 1 error or invalid configuration, 3 denied (`explain`).
+//! The command line: `serve`, `check`, `explain`, and `init` (a starter configuration).
+//! Exit codes follow the contract: 0 success / allowed, 1 error or invalid configuration,
+//! 3 denied (`explain`); clap's own usage errors are 2.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,30 @@ enum Command {
         #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
     },
+    /// Write a starter gateway.toml from the provider's discovery document
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// The provider's issuer URL; its discovery document must name exactly this issuer
+    #[arg(long, value_name = "URL")]
+    issuer: String,
+    /// The client id registered at the provider for the gateway
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// The service to protect
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:3000")]
+    upstream: String,
+    /// How browsers reach the gateway (the login's redirect URI is built from it)
+    #[arg(long, value_name = "URL", default_value = "http://localhost:8080")]
+    public_url: String,
+    /// Where to write the configuration; the secret files go beside it
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "gateway.toml")]
+    output: PathBuf,
+    /// Overwrite the output file if it exists
+    #[arg(long)]
+    force: bool,
 }
 
 /// Parses the command line and runs the command.
@@ -75,6 +100,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Check(c) => check(&config::resolve_path(c.config.as_deref(), &env), &env),
         Command::Serve(c) => serve(&config::resolve_path(c.config.as_deref(), &env), &env),
+        Command::Init(args) => init(args),
         Command::Explain {
             config: c,
             method,
@@ -242,6 +268,44 @@ impl Signals {
         }
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `portcullis init`: discovery, then the starter file and what to do next.
+fn init(args: InitArgs) -> ExitCode {
+    match try_init(args) {
+        Ok(steps) => {
+            print!("{steps}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_init(args: InitArgs) -> Result<String, crate::init::InitError> {
+    use crate::init::{self, InitError, Starter};
+    let starter = Starter::new(
+        &args.issuer,
+        &args.client_id,
+        &args.upstream,
+        &args.public_url,
+        args.output,
+    )?;
+    // Before any network work; the write itself checks again (create_new).
+    if !args.force && starter.output.exists() {
+        return Err(InitError::Exists(starter.output));
+    }
+    let rt = current_thread().map_err(InitError::Runtime)?;
+    let client = crate::auth::provider::ProviderClient::new();
+    let discovery = rt.block_on(init::discover(&client, &starter.issuer))?;
+    init::write(
+        &starter.output,
+        &init::render(&starter, &discovery),
+        args.force,
+    )?;
+    Ok(init::next_steps(&starter))
 }
 
 /// The request `explain` judges.

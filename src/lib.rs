@@ -9,13 +9,16 @@
 //!
 //! The modules follow a request through the gateway; imports only point down this list.
 //!
-//! - [`cli`]: `serve`, `check`, `explain`.
+//! - [`cli`]: `serve`, `check`, `explain`, `init`.
+//! - [`init`]: `portcullis init`, a starter `gateway.toml` from the provider's discovery
+//!   document.
 //! - [`explain`]: what the running gateway would decide, by its own decision function.
 //! - [`server`]: listeners, TLS, connection limits, graceful shutdown, reload;
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
 //! - [`pipeline`]: the phases in order (the only place they are sequenced), one call each.
 //! - [`endpoints`]: the gateway's own endpoints under `auth_prefix` (login, callback,
-//!   logout, back-channel logout, userinfo, forward-auth).
+//!   logout, back-channel logout, userinfo, forward-auth); a login starts on
+//!   `public_url`'s host.
 //! - [`admission`]: a live request's verdict, recorded in its context; a browser that may
 //!   log in becomes a login.
 //! - [`session_watch`]: WebSockets opened on a session, closed when the session ends.
@@ -60,6 +63,7 @@ pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod header_names;
+pub mod init;
 pub mod method_override;
 pub mod metrics;
 pub mod path;

@@ -9,7 +9,8 @@
 //! body _method?       -> method_override::inspect        413 / 400 on a body it cannot read
 //! decide              -> admission::authorize -> decision::decide:
 //!                        match rule(s) 403, authenticate 400/401/503, authorize 401/403;
-//!                        a browser that may log in -> endpoints::login::start (302);
+//!                        a browser that may log in -> endpoints::login::begin (302;
+//!                        first to public_url's host when it asked for another);
 //!                        an allowed CORS preflight loses its credential headers
 //! forward             -> forward::proxy::forward: rewrite headers, send, stream back,
 //!                        WebSocket tunnel (-> session_watch: closed when its session
@@ -95,7 +96,7 @@ async fn run(
             None
         }
         Admitted::LogIn(rd, step_up) => {
-            return endpoints::login::start(gw, rt, ctx, rd, step_up.as_ref())
+            return endpoints::login::begin(gw, rt, ctx, &req, rd, step_up.as_ref())
         }
     };
 

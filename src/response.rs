@@ -124,6 +124,11 @@ pub enum Denial {
     PayloadTooLarge,
     /// The login could not be completed (bad state, provider error); no session.
     LoginFailed(&'static str),
+    /// The callback found no login attempt, and it arrived on another host than
+    /// `public_url`'s, whose cookies the browser keeps apart: the page names `public_url`.
+    LoginElsewhere {
+        public_url: String,
+    },
     /// A back-channel logout request whose form or logout token was refused.
     InvalidLogoutToken(LogoutTokenError),
 }
@@ -266,7 +271,7 @@ impl Denial {
             Denial::NotFound => "not_found",
             Denial::MethodNotAllowed => "method_not_allowed",
             Denial::PayloadTooLarge => "payload_too_large",
-            Denial::LoginFailed(_) => "login_failed",
+            Denial::LoginFailed(_) | Denial::LoginElsewhere { .. } => "login_failed",
             Denial::InvalidLogoutToken(_) => "invalid_logout_token",
         }
     }
@@ -469,6 +474,17 @@ impl Denial {
                 format!("the login could not be completed: {why}"),
                 None,
             ),
+            Denial::LoginElsewhere { public_url } => (
+                StatusCode::BAD_REQUEST,
+                "login_failed",
+                format!(
+                    "the login could not be completed: the login attempt is unknown or expired, \
+                     and this page is not on the gateway's address {public_url}: a browser keeps \
+                     cookies apart by host name, so a login must start and end there. \
+                     Open {public_url} and start again"
+                ),
+                None,
+            ),
             Denial::InvalidLogoutToken(why) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -501,6 +517,11 @@ impl Denial {
                 (Denial::LoginRequired { login }, _, _) => Some(format!(
                     "<p><a href=\"{}\">Sign in</a></p>",
                     escape_html(login)
+                )),
+                (Denial::LoginElsewhere { public_url }, _, _) => Some(format!(
+                    "<p><a href=\"{}\">Open {}</a></p>",
+                    escape_html(public_url),
+                    escape_html(public_url)
                 )),
                 _ => None,
             };

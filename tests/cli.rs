@@ -409,6 +409,7 @@ fn help_is_available_on_every_command() {
         &["serve", "--help"],
         &["check", "--help"],
         &["explain", "--help"],
+        &["init", "--help"],
     ] {
         let out = run(cmd, &[]);
         assert_eq!(out.status.code(), Some(0));

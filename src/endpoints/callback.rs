@@ -42,11 +42,9 @@ pub async fn handle(
     }
     let code = query_param(query, "code")
         .ok_or(Denial::LoginFailed("the provider's answer has no code"))?;
-    let login = codec
-        .open_login(req.headers(), &state)
-        .ok_or(Denial::LoginFailed(
-            "the login attempt is unknown or expired; start again",
-        ))?;
+    let Some(login) = codec.open_login(req.headers(), &state) else {
+        return Err(unknown_attempt(rt, ctx, &req));
+    };
     ctx.set_cookies.push(codec.clear_login(&state));
     if !gw.revocations.first_use(
         &format!("state:{state}"),
@@ -168,6 +166,23 @@ async fn end_previous(
         }
     }
     Ok(chunks)
+}
+
+/// No login attempt for this state. On another host than `public_url`'s that is most
+/// likely why (the browser keeps cookies apart by host name), and the page says so.
+fn unknown_attempt(rt: &Runtime, ctx: &RequestContext, req: &Request<Incoming>) -> Denial {
+    let public_url = &rt.config.server.public_url;
+    let authority = crate::authority::request_authority(req.version(), req.uri(), req.headers())
+        .ok()
+        .flatten();
+    match super::public_host::asked(rt, ctx, authority, req.headers()) {
+        Some(asked) if !super::public_host::is_public(asked, public_url) => {
+            Denial::LoginElsewhere {
+                public_url: public_url.origin().ascii_serialization(),
+            }
+        }
+        _ => Denial::LoginFailed("the login attempt is unknown or expired; start again"),
+    }
 }
 
 /// What the browser is told when the provider answered with `error=...`.

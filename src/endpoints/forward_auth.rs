@@ -12,7 +12,9 @@
 //! the browser there (nginx: `error_page 401` + `auth_request_set`). With
 //! `?login=redirect` on the endpoint (for Traefik, which hands a non-2xx answer to the
 //! client as it is) the endpoint itself answers with the 302 to the provider and the
-//! login cookie, exactly as a proxied request would.
+//! login cookie, exactly as a proxied request would; when `X-Forwarded-Host` is another
+//! host than `public_url`'s, where that cookie would never reach the callback, it answers
+//! with a 302 to `<public_url><auth_prefix>/login?rd=...` instead.
 
 use http::header::HeaderMap;
 use http::{Method, Request, Response};
@@ -87,7 +89,18 @@ pub async fn handle(
         // The proxy forwards the preflight itself; the answer carries no identity.
         Admitted::Preflight => None,
         Admitted::LogIn(rd, step_up) => {
-            return super::login::start(gw, rt, ctx, rd, step_up.as_ref())
+            // The login cookie is set on the host the proxy was asked for; on another host
+            // than public_url's the callback would not see it, so the browser starts the
+            // login at the gateway's own login URL instead (which asks for the level of
+            // the rule of `rd` itself).
+            let target = super::login::login_path(rt, &rd);
+            let asked = super::public_host::forwarded_host(headers);
+            if let Some(moved) =
+                super::public_host::move_to_public(rt, ctx, asked, headers, &target)
+            {
+                return Ok(moved);
+            }
+            return super::login::start(gw, rt, ctx, rd, step_up.as_ref());
         }
     };
     let mut resp = Response::new(empty());

@@ -9,6 +9,7 @@ mod forward_auth;
 mod jwks;
 pub mod login;
 mod logout;
+pub mod public_host;
 pub mod redirect;
 mod userinfo;
 
