@@ -1378,3 +1378,64 @@ async fn a_password_reaches_profile_and_admin_steps_up_to_a_one_time_code() {
     b.close().await;
     env.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// WebSockets bound to their session.
+
+#[tokio::test]
+#[ignore = "needs Keycloak and Chromium: run tests/e2e/run.sh"]
+async fn a_websocket_of_alices_page_closes_when_she_logs_out_in_another_tab() {
+    let realm = e2e_support::shared_realm().await;
+    let env = Env::launch(
+        "websocket",
+        "",
+        |toml| toml.replacen("[session]\n", "[session]\nwebsocket_check = \"1s\"\n", 1),
+        Some(realm),
+    )
+    .await;
+    let mut b = env.browser().await;
+    let p = b.goto("/ws-page", None).await;
+    p.assert_login_form(&env.kc, "first visit");
+    b.login("alice", "alice", None).await;
+    let open = b
+        .send(json!({"cmd": "wait_text", "selector": "#state", "contains": "echo: hello", "timeout_ms": 15000}))
+        .await;
+    assert_eq!(
+        open["ok"], true,
+        "the page's WebSocket echoes through the gateway: {open}"
+    );
+    assert!(
+        env.forwarded().iter().any(|t| t == "/ws-echo"),
+        "the upgrade reached the upstream: {:?}",
+        env.forwarded()
+    );
+
+    // Another tab of the same browser logs out.
+    let t = b.send(json!({"cmd": "newtab"})).await;
+    assert_eq!(t["ok"], true, "{t}");
+    let p = b.goto("/oauth2/logout", Some("websocket-logout")).await;
+    p.assert_login_form(&env.kc, "after logging out in the second tab");
+    let back = b.send(json!({"cmd": "tab", "index": 0})).await;
+    assert_eq!(back["ok"], true, "{back}");
+    let closed = b
+        .send(json!({"cmd": "wait_text", "selector": "#state", "contains": "closed", "timeout_ms": 10000}))
+        .await;
+    assert_eq!(
+        closed["ok"], true,
+        "the socket closed after the logout: {closed}"
+    );
+    let text = closed["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("code=1008") && text.contains("session ended"),
+        "closed by the gateway's close frame: {text}"
+    );
+    let n = e2e_support::metric(
+        env.gw.admin_addr,
+        "portcullis_websockets_closed_by_session_end_total",
+    )
+    .await;
+    assert_eq!(n, 1);
+
+    b.close().await;
+    env.stop().await;
+}

@@ -191,3 +191,26 @@ async fn a_logout_on_one_replica_closes_the_websocket_on_another() {
     assert!(got.ends_with(CLOSE), "{got:?}");
     assert!(took <= Duration::from_secs(3), "{took:?}");
 }
+
+#[tokio::test]
+async fn the_framed_echo_answers_as_a_browser_expects() {
+    // The upstream of the browser suite: RFC 6455's handshake example, unmasked echoes.
+    let up = EchoUpstream::start().await;
+    let mut s = TcpStream::connect(up.addr).await.unwrap();
+    s.write_all(b"GET /ws-echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1);
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    s.write_all(&text_frame("hi")).await.unwrap();
+    let mut echo = [0u8; 4];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"\x81\x02hi");
+}

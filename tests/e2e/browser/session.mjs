@@ -21,6 +21,13 @@
 //                                                        submit, wait until the browser is
 //                                                        back on GATEWAY_URL
 //   {"cmd":"click","selector":"button[type=submit]"}     click and wait for the navigation
+//   {"cmd":"newtab"}                                     open a new tab in the same context
+//                                                        and make it the current one
+//   {"cmd":"tab","index":0}                              make tab `index` the current one
+//   {"cmd":"wait_text","selector":"#state","contains":"closed","timeout_ms":10000}
+//                                                        wait (polling, bounded) until the
+//                                                        element's text contains the value;
+//                                                        answers {"text","waited_ms"}
 //   {"cmd":"cookies"}                                    every cookie of the context, with values
 //   {"cmd":"close"}                                      close the browser and exit 0
 //
@@ -98,21 +105,29 @@ try {
   process.exit(1);
 }
 const context = await browser.newContext({ ignoreHTTPSErrors: true });
-const page = await context.newPage();
-page.setDefaultTimeout(timeout);
-page.setDefaultNavigationTimeout(timeout);
 
-// Main-frame navigation responses of the current command.
+// Main-frame navigation responses of the current command (on the current tab).
 let chain = [];
 let last = null;
-page.on('response', (resp) => {
-  const req = resp.request();
-  if (!req.isNavigationRequest() || req.frame() !== page.mainFrame()) return;
-  const status = resp.status();
-  const redirect = status >= 300 && status < 400;
-  chain.push({ url: resp.url(), status, location: redirect ? (resp.headers().location ?? null) : null });
-  if (!redirect) last = resp;
-});
+// Every tab of the context; commands act on `page`, the current one.
+const pages = [];
+async function openTab() {
+  const p = await context.newPage();
+  p.setDefaultTimeout(timeout);
+  p.setDefaultNavigationTimeout(timeout);
+  p.on('response', (resp) => {
+    const req = resp.request();
+    if (p !== page || !req.isNavigationRequest() || req.frame() !== p.mainFrame()) return;
+    const status = resp.status();
+    const redirect = status >= 300 && status < 400;
+    chain.push({ url: resp.url(), status, location: redirect ? (resp.headers().location ?? null) : null });
+    if (!redirect) last = resp;
+  });
+  pages.push(p);
+  return p;
+}
+let page = null;
+page = await openTab();
 
 const target = (c) => {
   if (c.url) return c.url;
@@ -197,6 +212,24 @@ async function run(c) {
         throw new Error(`the form did not return to the gateway${err ? ': ' + err.trim() : ''}`);
       }
       return snapshot(c.shot);
+    }
+    case 'newtab':
+      page = await openTab();
+      return { tab: pages.length - 1 };
+    case 'tab':
+      if (!pages[c.index]) throw new Error(`no tab ${c.index}`);
+      page = pages[c.index];
+      await page.bringToFront();
+      return { tab: c.index, url: page.url() };
+    case 'wait_text': {
+      const t0 = Date.now();
+      const wait = Number(c.timeout_ms || timeout);
+      for (;;) {
+        const text = await page.locator(c.selector).first().innerText().catch(() => '');
+        if (text.includes(c.contains)) return { text, waited_ms: Date.now() - t0 };
+        if (Date.now() - t0 > wait) throw new Error(`${c.selector} never showed ${JSON.stringify(c.contains)} within ${wait} ms; it shows ${JSON.stringify(text)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     case 'click':
       await navigating(() => page.locator(c.selector).first().click());
