@@ -446,3 +446,18 @@ impl Browser {
         panic!("redirect loop: {:?}", self.visited);
     }
 }
+
+/// A log writer that keeps what the gateway's tracing subscriber writes, for tests that
+/// read the log lines.
+#[derive(Clone, Default)]
+pub struct Capture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
