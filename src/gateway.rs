@@ -22,6 +22,7 @@ use crate::forward::headers::HeaderPlan;
 use crate::forward::proxy::Route;
 use crate::forward::upstream::Upstream;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 
 /// Everything derived from one configuration. Swapped as a whole, so a request sees one
 /// consistent configuration from start to end.
@@ -131,6 +132,8 @@ pub struct Gateway {
     /// With the cookie store: the sessions logged in through this instance, for
     /// `/sessions` on the admin listener.
     pub local_sessions: LocalSessions,
+    /// `[telemetry]`: the trace exporter, fixed at start. `None`: no spans at all.
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Gateway {
@@ -174,6 +177,11 @@ impl Gateway {
             }
             _ => None,
         };
+        let telemetry = config
+            .telemetry
+            .as_ref()
+            .map(Telemetry::start)
+            .transpose()?;
         let runtime = Runtime::new(config, revocations.clone())?;
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -186,6 +194,7 @@ impl Gateway {
             refresher: Refresher::default(),
             store,
             local_sessions: LocalSessions::default(),
+            telemetry,
         }))
     }
 

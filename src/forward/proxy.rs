@@ -19,6 +19,7 @@ use super::upstream::{Upstream, UpstreamBody, UpstreamError};
 use super::{forwarded, websocket};
 use crate::auth::Identity;
 use crate::path::NormalizedPath;
+use crate::telemetry::RequestSpan;
 
 /// Why a request was not forwarded, or its answer not passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,12 +49,14 @@ pub struct Route<'a> {
 }
 
 /// Rewrites the request for the upstream and sends it; returns its answer (streaming) and
-/// how long the upstream took to answer.
+/// how long the upstream took to answer. With a `trace`, the call is its child span and
+/// the upstream receives that span's `traceparent`.
 pub async fn forward(
     route: &Route<'_>,
     mut req: Request<UpstreamBody>,
     path: &NormalizedPath,
     identity: Option<&Identity>,
+    trace: Option<&RequestSpan>,
 ) -> Result<(Response<Incoming>, Duration), ForwardError> {
     let upgrade = hdr::is_websocket_upgrade(req.headers());
     if upgrade
@@ -98,11 +101,20 @@ pub async fn forward(
         // travels in X-Forwarded-Host.
         parts.headers.remove(header::HOST);
     }
+    // After the hop-by-hop pass, so `Connection: traceparent` cannot remove it.
+    let call = trace.map(|t| t.upstream_call(&parts.uri, path.as_str()));
+    if let Some(c) = &call {
+        c.propagate(&mut parts.headers);
+    }
 
-    let (mut resp, took) = route
-        .upstream
-        .send(Request::from_parts(parts, body))
-        .await?;
+    let sent = route.upstream.send(Request::from_parts(parts, body)).await;
+    if let Some(c) = call {
+        c.finish(match &sent {
+            Ok((resp, _)) => Ok(resp.status().as_u16()),
+            Err(e) => Err(e.kind()),
+        });
+    }
+    let (mut resp, took) = sent?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // An upstream may not switch protocols the client did not ask for.
         let client_upgrade = client_upgrade.ok_or(ForwardError::UnaskedSwitch)?;
