@@ -127,3 +127,58 @@ fn outside_the_runtime_the_exporter_is_refused() {
     .unwrap_err();
     assert!(err.contains("async runtime"), "{err}");
 }
+
+fn settings(server: &str, telemetry: &str) -> Option<TelemetrySettings> {
+    use figment::providers::{Format, Toml};
+    let toml = format!(
+        "[server]\n{server}\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[oidc]\nissuer = \"http://127.0.0.1:1/realms/x\"\nclient_id = \"gateway\"\n[telemetry]\n{telemetry}\n[[rule]]\npath = \"/**\"\naccess = \"public\"\n"
+    );
+    crate::config::load_figment(figment::Figment::from(Toml::string(&toml)))
+        .unwrap()
+        .telemetry
+}
+
+#[test]
+fn traces_go_to_the_endpoint_plus_v1_traces() {
+    for (endpoint, url) in [
+        ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+        ("http://collector:4318/", "http://collector:4318/v1/traces"),
+        (
+            "https://otel.example/otlp/",
+            "https://otel.example/otlp/v1/traces",
+        ),
+        (
+            "https://otel.example/otlp",
+            "https://otel.example/otlp/v1/traces",
+        ),
+    ] {
+        let s = settings("", &format!("otlp_endpoint = \"{endpoint}\"")).unwrap();
+        assert_eq!(s.traces_url.as_str(), url);
+        assert_eq!(s.protocol, OtlpProtocol::Protobuf);
+        assert_eq!(s.service_name, "portcullis");
+        assert_eq!(s.timeout, Duration::from_secs(10));
+    }
+    assert!(settings("", "").is_none(), "no endpoint, no telemetry");
+}
+
+#[test]
+fn traceparents_are_trusted_from_the_trusted_proxies_unless_told_otherwise() {
+    let proxies = "trusted_proxies = [\"10.0.0.0/8\"]";
+    let endpoint = "otlp_endpoint = \"http://127.0.0.1:4318\"";
+    let s = settings(proxies, endpoint).unwrap();
+    assert_eq!(
+        s.trust_traceparent_from,
+        vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
+    );
+    let s = settings(proxies, &format!("{endpoint}\ntrust_traceparent_from = []")).unwrap();
+    assert!(s.trust_traceparent_from.is_empty());
+    let s = settings(
+        proxies,
+        &format!("{endpoint}\ntrust_traceparent_from = [\"192.168.1.7\"]"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.trust_traceparent_from,
+        vec!["192.168.1.7/32".parse::<IpNet>().unwrap()]
+    );
+}
