@@ -127,14 +127,14 @@ impl Telemetry {
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("url.scheme", if tls { "https" } else { "http" }),
                 KeyValue::new("network.protocol.version", protocol_version(version)),
-                KeyValue::new("client.address", peer.to_string()),
+                KeyValue::new("network.peer.address", peer.to_string()),
             ])
             .start_with_context(&self.tracer, &parent);
-        RequestSpan {
+        RequestSpan(Box::new(Request {
             span,
             tracer: self.tracer.clone(),
             method,
-        }
+        }))
     }
 
     /// Exports the spans still batched (waits for the collector, at most its timeout).
@@ -170,20 +170,25 @@ impl Drop for Telemetry {
     }
 }
 
-/// The server span of one request, from its arrival to its response.
-pub struct RequestSpan {
+/// The server span of one request, from its arrival to its response. Boxed: the request's
+/// future holds an `Option<RequestSpan>`, which is then one word when there is no span.
+pub struct RequestSpan(Box<Request>);
+
+struct Request {
     span: opentelemetry_sdk::trace::Span,
     tracer: SdkTracer,
     method: &'static str,
 }
 
 impl RequestSpan {
-    /// Starts the client span of the upstream call, a child of this request's span.
-    pub fn upstream_call(&self, upstream: &http::Uri, path: &str) -> UpstreamSpan {
-        let parent = Context::new().with_remote_span_context(self.span.span_context().clone());
+    /// Starts the client span of the call to `upstream` (the request's upstream URI, whose
+    /// path is recorded and its query never), a child of this request's span.
+    pub fn upstream_call(&self, upstream: &http::Uri) -> UpstreamSpan {
+        let this = &self.0;
+        let parent = Context::new().with_remote_span_context(this.span.span_context().clone());
         let mut attributes = vec![
-            KeyValue::new("http.request.method", self.method),
-            KeyValue::new("url.path", path.to_owned()),
+            KeyValue::new("http.request.method", this.method),
+            KeyValue::new("url.path", upstream.path().to_owned()),
         ];
         if let Some(host) = upstream.host() {
             attributes.push(KeyValue::new("server.address", host.to_owned()));
@@ -195,20 +200,22 @@ impl RequestSpan {
         }) {
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
-        let span = self
+        let span = this
             .tracer
-            .span_builder(span_name(self.method))
+            .span_builder(span_name(this.method))
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
-            .start_with_context(&self.tracer, &parent);
+            .start_with_context(&this.tracer, &parent);
         UpstreamSpan { span }
     }
 
     /// Records what the request came to, and ends the span.
-    pub fn finish(mut self, ctx: &RequestContext, status: u16, facts: Finished<'_>) {
-        let s = &mut self.span;
+    pub fn finish(self, ctx: &RequestContext, status: u16, facts: Finished<'_>) {
+        let mut this = self.0;
+        let method = this.method;
+        let s = &mut this.span;
         if let Some(route) = facts.route {
-            s.update_name(format!("{} {route}", span_name(self.method)));
+            s.update_name(format!("{} {route}", span_name(method)));
             s.set_attribute(KeyValue::new("http.route", route.to_owned()));
         }
         if let Some(path) = &ctx.path {

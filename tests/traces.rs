@@ -146,6 +146,7 @@ async fn requests_become_spans_and_the_upstream_continues_their_trace() {
     assert_eq!(client.parent_span_id, server.span_id);
     assert_eq!(client.name, "GET");
     assert_eq!(client.int("http.response.status_code"), Some(200));
+    assert_eq!(client.str("url.path"), Some("/api/private"), "no query");
     assert_eq!(client.str("server.address"), Some("127.0.0.1"));
     assert_eq!(
         client.int("server.port"),

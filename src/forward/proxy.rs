@@ -102,7 +102,7 @@ pub async fn forward(
         parts.headers.remove(header::HOST);
     }
     // After the hop-by-hop pass, so `Connection: traceparent` cannot remove it.
-    let call = trace.map(|t| t.upstream_call(&parts.uri, path.as_str()));
+    let call = trace.map(|t| t.upstream_call(&parts.uri));
     if let Some(c) = &call {
         c.propagate(&mut parts.headers);
     }

@@ -31,12 +31,12 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 /// The upstream's `traceparent` and `tracestate` for a request with these headers.
 fn upstream_sees(t: &Telemetry, peer: IpAddr, incoming: &HeaderMap) -> HeaderMap {
     let span = t.request(peer, false, &Method::GET, Version::HTTP_11, incoming);
-    let call = span.upstream_call(&"http://127.0.0.1:3000/x".parse().unwrap(), "/x");
+    let call = span.upstream_call(&"http://127.0.0.1:3000/x?q=secret".parse().unwrap());
     let mut out = incoming.clone();
     call.propagate(&mut out);
     assert_eq!(
         call.span_context().trace_id(),
-        span.span.span_context().trace_id(),
+        span.0.span.span_context().trace_id(),
         "the upstream call is in the request's trace"
     );
     out
