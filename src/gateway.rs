@@ -23,6 +23,7 @@ use crate::forward::headers::HeaderPlan;
 use crate::forward::proxy::Route;
 use crate::forward::upstream::Upstream;
 use crate::metrics::Metrics;
+use crate::telemetry::Telemetry;
 
 /// Everything derived from one configuration. Swapped as a whole, so a request sees one
 /// consistent configuration from start to end.
@@ -153,6 +154,8 @@ pub struct Gateway {
     /// and one a reload replaced, for one assertion lifetime. Also the generated key,
     /// which stays the same across reloads.
     pub assertion_keys: KeyRing,
+    /// `[telemetry]`: the trace exporter, fixed at start. `None`: no spans at all.
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Gateway {
@@ -196,6 +199,11 @@ impl Gateway {
             }
             _ => None,
         };
+        let telemetry = config
+            .telemetry
+            .as_ref()
+            .map(Telemetry::start)
+            .transpose()?;
         let assertion_keys = KeyRing::default();
         let runtime = Runtime::new(config, revocations.clone(), &assertion_keys)?;
         assertion_keys.publish(runtime.assertion.as_ref().map(Signer::key));
@@ -211,6 +219,7 @@ impl Gateway {
             store,
             local_sessions: LocalSessions::default(),
             assertion_keys,
+            telemetry,
         }))
     }
 

@@ -29,6 +29,8 @@
 //! - [`method_override`]: `_method` read as Rails, Laravel, Symfony and PHP read it.
 //! - [`forward`]: header rewriting, `X-Forwarded-*`, the upstream client, the WebSocket
 //!   tunnel.
+//! - [`telemetry`]: traces over OTLP/HTTP (a span per request, a child per upstream call,
+//!   `traceparent` to the upstream); absent without `[telemetry] otlp_endpoint`.
 //! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
 //! - [`authz`]: the pure decision of one rule for one identity.
 //! - [`auth`]: authentication (bearer tokens read strictly by [`auth::jose`], session
@@ -45,7 +47,7 @@
 //! accept -> context -> normalize path -> authority -> auth_prefix? endpoints
 //!        -> (POST body _method?) -> decide: rule(s) -> authenticate -> authorize
 //!        -> login (302) | forward: rewrite headers -> upstream (stream, tunnel)
-//!        -> response (refusals by From) -> log + metrics
+//!        -> response (refusals by From) -> log + metrics (+ span, with telemetry)
 //! ```
 
 pub mod admission;
@@ -72,6 +74,7 @@ pub mod response;
 pub mod rules;
 pub mod server;
 pub mod session_watch;
+pub mod telemetry;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -16,8 +16,12 @@
 //!                        WebSocket tunnel (-> session_watch: closed when its session
 //!                        ends); 502 connect failure, 504 timeout
 //! respond             -> response::Denial::render for every refusal, Set-Cookie
-//! log + metrics       -> one access-log line with the decision's reason and fault
+//! log + metrics       -> one access-log line with the decision's reason and fault;
+//!                        with [telemetry], telemetry::RequestSpan::finish ends the span
 //! ```
+//!
+//! With `[telemetry]`, `telemetry::Telemetry::request` opens the request's span first and
+//! the forward phase makes the upstream call its child; without it there is no span.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +41,7 @@ use crate::method_override;
 use crate::path;
 use crate::response::{is_browser, Body, Denial};
 use crate::session_watch;
+use crate::telemetry::{Finished, RequestSpan};
 
 pub use crate::context::{ConnInfo, LoginStart, RequestContext};
 
@@ -44,9 +49,19 @@ pub use crate::context::{ConnInfo, LoginStart, RequestContext};
 pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let rt = gw.runtime();
+    // `None` without [telemetry]: then no span object exists for this request.
+    let trace = gw.telemetry.as_ref().map(|t| {
+        t.request(
+            conn.peer.ip(),
+            conn.tls,
+            req.method(),
+            req.version(),
+            req.headers(),
+        )
+    });
     let browser = is_browser(req.method(), req.headers());
     let mut ctx = RequestContext::new(conn, req.method().clone(), browser);
-    let mut resp = match run(&gw, &rt, &mut ctx, req).await {
+    let mut resp = match run(&gw, &rt, &mut ctx, req, trace.as_ref()).await {
         Ok(resp) => resp,
         Err(denial) => refuse(&gw, &rt, &mut ctx, &denial),
     };
@@ -55,7 +70,7 @@ pub async fn handle(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) ->
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    log(&gw, &rt, &ctx, resp.status().as_u16(), start);
+    log(&gw, &rt, &ctx, resp.status().as_u16(), start, trace);
     resp
 }
 
@@ -65,6 +80,7 @@ async fn run(
     rt: &Runtime,
     ctx: &mut RequestContext,
     req: Request<Incoming>,
+    trace: Option<&RequestSpan>,
 ) -> Result<Response<Body>, Denial> {
     let path = path::normalize(req.uri().path(), rt.config.server.allow_path_params)?;
     ctx.path = Some(path.as_str().to_owned());
@@ -102,7 +118,8 @@ async fn run(
 
     let route = rt.route(ctx.upstream, &ctx.conn);
     let watch = || session_watch::for_tunnel(gw, rt, identity.as_deref());
-    let (resp, took) = proxy::forward(&route, req, &path, identity.as_deref(), watch).await?;
+    let (resp, took) =
+        proxy::forward(&route, req, &path, identity.as_deref(), trace, watch).await?;
     ctx.upstream_time = Some(took);
     gw.metrics.upstream(took);
     Ok(resp.map(Either::Left))
@@ -122,10 +139,18 @@ fn refuse(gw: &Gateway, rt: &Runtime, ctx: &mut RequestContext, denial: &Denial)
     )
 }
 
-/// One access-log line and the request metrics.
-fn log(gw: &Gateway, rt: &Runtime, ctx: &RequestContext, status: u16, start: Instant) {
+/// One access-log line, the request metrics, and the end of the request's span.
+fn log(
+    gw: &Gateway,
+    rt: &Runtime,
+    ctx: &RequestContext,
+    status: u16,
+    start: Instant,
+    trace: Option<RequestSpan>,
+) {
     let took = start.elapsed();
     gw.metrics.request(ctx.reason, status, took);
+    let upstream = ctx.upstream.and_then(|i| rt.config.upstreams.get(i));
     tracing::info!(
         target: "portcullis::access",
         method = %ctx.method,
@@ -135,13 +160,23 @@ fn log(gw: &Gateway, rt: &Runtime, ctx: &RequestContext, status: u16, start: Ins
         fault = ctx.fault.unwrap_or("-"),
         rule = ctx.rule.map(|i| i as i64).unwrap_or(-1),
         host = ctx.host.as_deref().unwrap_or("-"),
-        upstream = ctx
-            .upstream
-            .and_then(|i| rt.config.upstreams.get(i))
-            .map_or("default", |u| u.name.as_str()),
+        upstream = upstream.map_or("default", |u| u.name.as_str()),
         subject = ctx.subject.as_deref().unwrap_or("-"),
         client = %ctx.conn.peer.ip(),
         upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
         duration_ms = took.as_secs_f64() * 1000.0,
     );
+    if let Some(span) = trace {
+        span.finish(
+            ctx,
+            status,
+            Finished {
+                route: ctx
+                    .rule
+                    .and_then(|i| rt.config.rules.rules().get(i))
+                    .map(|r| r.path.as_str()),
+                upstream: upstream.map(|u| u.name.as_str()),
+            },
+        );
+    }
 }

@@ -805,3 +805,39 @@ fn text_logs_to_a_file_have_no_colour_codes() {
         "ANSI escape codes in a log file: {all:?}"
     );
 }
+
+#[test]
+fn check_reports_telemetry_errors_and_keys_without_an_endpoint() {
+    let f = write(&format!(
+        "{BASE}{RULES}\n[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\notlp_protocol = \"grpc\"\notlp_timeout = \"0s\"\nservice_name = \" \"\ntrust_traceparent_from = [\"10.0.0.0/8\", \"proxies\"]\n"
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for line in [
+        "error: telemetry.otlp_endpoint: \"grpc://collector:4317\" is not an http:// or https:// URL",
+        "error: telemetry.otlp_protocol: \"grpc\" is not one of \"http/protobuf\", \"http/json\" (gRPC is not supported)",
+        "error: telemetry.otlp_timeout: must be more than 0s",
+        "error: telemetry.service_name: must not be empty",
+        "error: telemetry.trust_traceparent_from[1]: \"proxies\" is not a CIDR such as \"10.0.0.0/8\" or an IP address",
+    ] {
+        assert!(err.lines().any(|l| l == line), "missing line:\n{line}\nin:\n{err}");
+    }
+
+    let f = write(&format!(
+        "{BASE}{RULES}\n[telemetry]\nservice_name = \"edge\"\n"
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("warning: telemetry.service_name: has no effect without telemetry.otlp_endpoint (no traces are sent)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let f = write(&format!(
+        "{BASE}{RULES}\n[telemetry]\notlp_endpoint = \"https://collector.example:4318/otlp/\"\n"
+    ));
+    let out = run(&["check", "-c", f.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -2,7 +2,8 @@
 # upstream and the benchmark provider on 127.0.0.1, and writes the gateway configuration
 # with the scenarios' rules. Afterwards: $REL, $tmp, pids, U (upstream), P (for the
 # pass-through), G / A (gateway main / admin), $tmp/gateway.toml, and from the provider
-# ISSUER, TOKEN and COOKIE. Everything started is stopped on exit, by PID.
+# ISSUER, TOKEN and COOKIE. Everything started is stopped on exit, by PID. With
+# TELEMETRY set to an OTLP/HTTP endpoint, the configuration gets [telemetry] too.
 
 REL="${CARGO_TARGET_DIR:-target}/release"
 echo "building release binaries..." >&2
@@ -64,6 +65,10 @@ login = "deny"
 path = "/app/**"
 roles = ["admin"]
 TOML
+# TELEMETRY=http://127.0.0.1:4318: the gateway also sends a span per request there.
+if [ -n "${TELEMETRY:-}" ]; then
+    printf '[telemetry]\notlp_endpoint = "%s"\n' "$TELEMETRY" >> "$tmp/gateway.toml"
+fi
 
 # The request of each scenario, for both proxies: path and one header line.
 scenario_request() {

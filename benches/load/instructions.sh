@@ -8,6 +8,7 @@
 #   bash benches/load/instructions.sh                       # 2000 requests per scenario
 #   N=5000 bash benches/load/instructions.sh
 #   GATEWAY_BIN=/path/to/other/portcullis bash benches/load/instructions.sh
+#   TELEMETRY=http://127.0.0.1:4318 bash benches/load/instructions.sh   # with [telemetry]
 #   KEEP=target/callgrind bash benches/load/instructions.sh   # keep each window's profile
 #                                            # (then: callgrind_annotate target/callgrind/bearer)
 set -euo pipefail

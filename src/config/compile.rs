@@ -63,6 +63,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
     }
     rule_warnings(&rules, &server.auth_prefix, &tokens, &mut d);
     let log = log(&raw, &mut d);
+    let telemetry = telemetry(&raw, &server.trusted_proxies, &mut d);
 
     if !d.errors.is_empty() {
         return Err(ConfigErrors(d.errors));
@@ -76,6 +77,7 @@ pub fn compile(raw: RawConfig) -> Result<Config, ConfigErrors> {
         session,
         headers,
         log,
+        telemetry,
         rules,
         warnings: d.warnings,
     })
@@ -140,6 +142,24 @@ fn http_url(d: &mut Diagnostics, key: &str, value: Option<&str>, default: Option
             fallback()
         }
     }
+}
+
+/// A list of CIDRs (or single addresses), as `server.trusted_proxies` takes them.
+fn cidrs(d: &mut Diagnostics, key: &str, list: &[String]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        match p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
+            Ok(net) => out.push(net),
+            Err(_) => d.error(
+                format!("{key}[{i}]"),
+                format!("{p:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address"),
+            ),
+        }
+    }
+    out
 }
 
 fn read_secret(
@@ -208,19 +228,7 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         d.error("server.auth_prefix", format!("{auth_prefix:?} must be a normalized path such as \"/oauth2\" (not \"/\", no trailing \"/\")"));
     }
 
-    let mut trusted_proxies = Vec::new();
-    for (i, p) in s.trusted_proxies.iter().enumerate() {
-        match p
-            .parse::<IpNet>()
-            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-        {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => d.error(
-                format!("server.trusted_proxies[{i}]"),
-                format!("{p:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address"),
-            ),
-        }
-    }
+    let trusted_proxies = cidrs(d, "server.trusted_proxies", &s.trusted_proxies);
 
     let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
     if !(8192..=1024 * 1024).contains(&max_header_bytes) {
@@ -1053,6 +1061,76 @@ fn log(raw: &RawConfig, d: &mut Diagnostics) -> LogSettings {
         );
     }
     LogSettings { format, level }
+}
+
+/// `[telemetry]`: `None` (no traces) without `otlp_endpoint`.
+fn telemetry(
+    raw: &RawConfig,
+    trusted_proxies: &[IpNet],
+    d: &mut Diagnostics,
+) -> Option<TelemetrySettings> {
+    let t = &raw.telemetry;
+    let Some(endpoint) = t.otlp_endpoint.as_deref() else {
+        let set = [
+            ("telemetry.otlp_protocol", t.otlp_protocol.is_some()),
+            ("telemetry.otlp_timeout", t.otlp_timeout.is_some()),
+            ("telemetry.service_name", t.service_name.is_some()),
+            (
+                "telemetry.trust_traceparent_from",
+                t.trust_traceparent_from.is_some(),
+            ),
+        ];
+        for (key, _) in set.iter().filter(|(_, is_set)| *is_set) {
+            d.warn(
+                *key,
+                "has no effect without telemetry.otlp_endpoint (no traces are sent)",
+            );
+        }
+        return None;
+    };
+    let base = http_url(d, "telemetry.otlp_endpoint", Some(endpoint), None);
+    // As OTEL_EXPORTER_OTLP_ENDPOINT: the base URL, to which the signal's path is added.
+    let traces_url = base
+        .join(&format!("{}/v1/traces", base.path().trim_end_matches('/')))
+        .unwrap_or(base);
+    let protocol = match t.otlp_protocol.as_deref() {
+        None | Some("http/protobuf") => OtlpProtocol::Protobuf,
+        Some("http/json") => OtlpProtocol::Json,
+        Some(other) => {
+            d.error(
+                "telemetry.otlp_protocol",
+                format!("{other:?} is not one of \"http/protobuf\", \"http/json\" (gRPC is not supported)"),
+            );
+            OtlpProtocol::Protobuf
+        }
+    };
+    let timeout = duration(
+        d,
+        "telemetry.otlp_timeout",
+        t.otlp_timeout.as_deref(),
+        Duration::from_secs(10),
+    );
+    if timeout.is_zero() {
+        d.error("telemetry.otlp_timeout", "must be more than 0s");
+    }
+    let service_name = t
+        .service_name
+        .clone()
+        .unwrap_or_else(|| "portcullis".to_owned());
+    if service_name.trim().is_empty() {
+        d.error("telemetry.service_name", "must not be empty");
+    }
+    let trust_traceparent_from = match &t.trust_traceparent_from {
+        Some(list) => cidrs(d, "telemetry.trust_traceparent_from", list),
+        None => trusted_proxies.to_vec(),
+    };
+    Some(TelemetrySettings {
+        traces_url,
+        protocol,
+        timeout,
+        service_name,
+        trust_traceparent_from,
+    })
 }
 
 /// Rules that are valid but cannot do what they seem to say.

@@ -14,7 +14,7 @@ pub mod raw;
 pub mod rules;
 pub mod secret;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub struct Config {
     pub session: Option<SessionSettings>,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    /// `None` without `telemetry.otlp_endpoint`: no spans, no exporter.
+    pub telemetry: Option<TelemetrySettings>,
     pub rules: RuleTable,
     /// Things `check` reports that do not stop the gateway.
     pub warnings: Vec<Warning>,
@@ -276,4 +278,35 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// `telemetry.otlp_protocol`: how spans are encoded for the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `"http/protobuf"`.
+    Protobuf,
+    /// `"http/json"`.
+    Json,
+}
+
+/// `[telemetry]` with an `otlp_endpoint`: traces are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// Where spans are sent: `otlp_endpoint` + `/v1/traces`.
+    pub traces_url: Url,
+    pub protocol: OtlpProtocol,
+    pub timeout: Duration,
+    pub service_name: String,
+    /// Peers whose incoming `traceparent` (and `tracestate`) is continued; from anyone
+    /// else it is replaced by a new trace.
+    pub trust_traceparent_from: Vec<IpNet>,
+}
+
+/// Is `peer` in one of `nets`? An IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn peer_in(nets: &[IpNet], peer: IpAddr) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+        v4 => v4,
+    };
+    nets.iter().any(|net| net.contains(&peer))
 }

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub session: RawSession,
     pub headers: RawHeaders,
     pub log: RawLog,
+    pub telemetry: RawTelemetry,
     #[serde(rename = "rule")]
     pub rules: Vec<RawRule>,
 }
@@ -157,6 +158,22 @@ pub struct RawLog {
     pub format: Option<String>,
     /// A tracing filter such as `"info"` or `"portcullis=debug"`; `RUST_LOG` wins when set.
     pub level: Option<String>,
+}
+
+/// `[telemetry]`: traces over OTLP/HTTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    /// The collector's OTLP/HTTP base URL; spans go to `<otlp_endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// `"http/protobuf"` (default) or `"http/json"`.
+    pub otlp_protocol: Option<String>,
+    /// How long one export may take.
+    pub otlp_timeout: Option<String>,
+    /// The `service.name` resource attribute (default `"portcullis"`).
+    pub service_name: Option<String>,
+    /// Peers whose `traceparent` is continued; default `server.trusted_proxies`.
+    pub trust_traceparent_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

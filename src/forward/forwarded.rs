@@ -15,11 +15,7 @@ use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 /// Is `peer` one of the configured trusted proxies?
 pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
-    let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
-        v4 => v4,
-    };
-    trusted.iter().any(|net| net.contains(&peer))
+    crate::config::peer_in(trusted, peer)
 }
 
 /// Rewrites the forwarding headers for the upstream request.

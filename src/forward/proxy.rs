@@ -22,6 +22,7 @@ use super::{forwarded, websocket};
 use crate::assertion::Signer;
 use crate::auth::Identity;
 use crate::path::NormalizedPath;
+use crate::telemetry::RequestSpan;
 
 /// Why a request was not forwarded, or its answer not passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,13 +54,16 @@ pub struct Route<'a> {
 }
 
 /// Rewrites the request for the upstream and sends it; returns its answer (streaming) and
-/// how long the upstream took to answer. `watch` is asked only when the upstream switched
-/// to a WebSocket: how the tunnel keeps checking the session it was opened on.
+/// how long the upstream took to answer. With a `trace`, the call is its child span and
+/// the upstream receives that span's `traceparent`.
+/// `watch` is asked only when the upstream switched to a WebSocket: how the tunnel keeps
+/// checking the session it was opened on.
 pub async fn forward(
     route: &Route<'_>,
     mut req: Request<UpstreamBody>,
     path: &NormalizedPath,
     identity: Option<&Identity>,
+    trace: Option<&RequestSpan>,
     watch: impl FnOnce() -> Option<Watch>,
 ) -> Result<(Response<Incoming>, Duration), ForwardError> {
     let upgrade = hdr::is_websocket_upgrade(req.headers());
@@ -110,11 +114,20 @@ pub async fn forward(
         // travels in X-Forwarded-Host.
         parts.headers.remove(header::HOST);
     }
+    // After the hop-by-hop pass, so `Connection: traceparent` cannot remove it.
+    let call = trace.map(|t| t.upstream_call(&parts.uri));
+    if let Some(c) = &call {
+        c.propagate(&mut parts.headers);
+    }
 
-    let (mut resp, took) = route
-        .upstream
-        .send(Request::from_parts(parts, body))
-        .await?;
+    let sent = route.upstream.send(Request::from_parts(parts, body)).await;
+    if let Some(c) = call {
+        c.finish(match &sent {
+            Ok((resp, _)) => Ok(resp.status().as_u16()),
+            Err(e) => Err(e.kind()),
+        });
+    }
+    let (mut resp, took) = sent?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // An upstream may not switch protocols the client did not ask for.
         let client_upgrade = client_upgrade.ok_or(ForwardError::UnaskedSwitch)?;

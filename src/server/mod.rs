@@ -26,7 +26,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests (up to `server.shutdown_grace`) and waits.
+    /// Stops accepting, drains in-flight requests (up to `server.shutdown_grace`), waits,
+    /// and sends the spans still batched to the collector.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -34,6 +35,9 @@ impl Running {
         }
         for b in self.background {
             b.abort();
+        }
+        if let Some(t) = &self.gateway.telemetry {
+            t.shutdown().await;
         }
     }
 

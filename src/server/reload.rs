@@ -6,8 +6,9 @@
 //!
 //! A renewed TLS certificate (the files' contents are watched too) is served from the next
 //! handshake on. A new `headers.assertion_key_file` (or new contents in it) signs from the
-//! swap on; the key it replaced stays in the JWKS for one assertion lifetime. Settings bound to sockets or read once at start (listen addresses,
-//! turning TLS on or off, header limits, shutdown grace, `session.state_dir`) are reported as needing a
+//! swap on; the key it replaced stays in the JWKS for one assertion lifetime. Settings
+//! bound to sockets or read once at start (listen addresses, turning TLS on or off, header
+//! limits, shutdown grace, `session.state_dir`, `[telemetry]`) are reported as needing a
 //! restart and keep their old values;
 //! a changed `oidc.issuer` or `tokens.jwks_refresh` refuses the whole reload, because the
 //! provider's keys belong to the issuer the process started with.
@@ -158,6 +159,10 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     }
     if o.log.format != n.log.format || o.log.level != n.log.level {
         restart.push("log");
+    }
+    if o.telemetry != n.telemetry {
+        // The exporter is built once, at start.
+        restart.push("telemetry");
     }
     let state_dir = |c: &config::Config| c.session.as_ref().and_then(|s| s.state_dir.clone());
     if state_dir(o) != state_dir(n) {

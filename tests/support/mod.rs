@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod nginx;
+pub mod otelcol;
 pub mod redis;
 
 pub const SESSION_SECRET: &str = "0123456789abcdef0123456789abcdef-test";
