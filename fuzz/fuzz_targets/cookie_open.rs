@@ -222,15 +222,19 @@ fn round_trip(data: &[u8]) {
 
 fn login(data: &[u8]) {
     let c = &*CODEC;
-    let fields: Vec<&[u8]> = data.splitn(5, |b| *b == 0).collect();
+    let fields: Vec<&[u8]> = data.splitn(6, |b| *b == 0).collect();
     let field = |i: usize| fields.get(i).map(|f| text(f)).unwrap_or_default();
     let state = field(0);
+    let acr = field(5);
     let l = LoginState {
         state: state.clone(),
         nonce: field(1),
         verifier: field(2),
         rd: field(3),
         iat: now(),
+        // A step-up login's level and age, as any bytes.
+        max_age: (!acr.is_empty()).then_some(acr.len() as u64),
+        acr: acr.split(' ').map(str::to_owned).collect(),
     };
     let Some(set) = c.seal_login(&l) else {
         return;
@@ -240,8 +244,8 @@ fn login(data: &[u8]) {
         .open_login(&headers, &state)
         .expect("own login attempt opens");
     assert_eq!(
-        (got.state, got.nonce, got.verifier, got.rd, got.iat),
-        (l.state, l.nonce, l.verifier, l.rd, l.iat)
+        (got.state, got.nonce, got.verifier, got.rd, got.iat, got.acr, got.max_age),
+        (l.state, l.nonce, l.verifier, l.rd, l.iat, l.acr, l.max_age)
     );
     let other = field(4);
     if other != state {
