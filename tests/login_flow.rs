@@ -302,13 +302,7 @@ async fn a_failed_refresh_ends_the_session() {
     h.idp.set_access_ttl(1);
     let (mut b, _) = logged_in(&h, "alice", "/profile").await;
     h.idp.set_refresh_fails(true);
-    let api = b
-        .request(
-            "GET",
-            &format!("http://{}/profile", h.addr()),
-            &[("Accept", "application/json")],
-        )
-        .await;
+    let api = b.api_get("/profile").await;
     assert_eq!(api.status, 401);
     assert!(
         !b.jar.contains_key("portcullis"),
@@ -349,13 +343,7 @@ async fn logout_ends_the_session_even_for_a_replayed_cookie() {
 
     let mut replay = Browser::new(h.addr());
     replay.jar = stolen;
-    let r = replay
-        .request(
-            "GET",
-            &format!("http://{}/profile", h.addr()),
-            &[("Accept", "application/json")],
-        )
-        .await;
+    let r = replay.api_get("/profile").await;
     assert_eq!(r.status, 401, "the logged-out session cannot be replayed");
 }
 
@@ -526,13 +514,7 @@ async fn session_metrics_follow_logins_refreshes_and_logouts() {
     h.idp.set_access_ttl(1);
     let (mut carol, _) = logged_in(&h, "alice", "/profile").await;
     h.idp.set_refresh_fails(true);
-    let r = carol
-        .request(
-            "GET",
-            &format!("http://{}/profile", h.addr()),
-            &[("Accept", "application/json")],
-        )
-        .await;
+    let r = carol.api_get("/profile").await;
     assert_eq!(r.status, 401);
     assert_eq!(
         metric(&h, "portcullis_session_refreshes_total{result=\"error\"}").await,
@@ -573,12 +555,7 @@ async fn short_token_session(extra_session: &str) -> (Harness, u64, Browser) {
 }
 
 async fn api(h: &Harness, b: &mut Browser) -> support::RawResponse {
-    b.request(
-        "GET",
-        &format!("http://{}/profile", h.addr()),
-        &[("Accept", "application/json")],
-    )
-    .await
+    b.api_get("/profile").await
 }
 
 #[tokio::test]

@@ -84,13 +84,7 @@ async fn a_password_login_reaches_profile_and_only_admin_asks_for_the_second_fac
     let mut old = Browser::new(h.addr());
     old.jar = weak;
     let before = h.upstream.count();
-    let r = old
-        .request(
-            "GET",
-            &format!("http://{}/profile", h.addr()),
-            &[("Accept", "application/json")],
-        )
-        .await;
+    let r = old.api_get("/profile").await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(h.upstream.count(), before);
 
@@ -298,13 +292,7 @@ async fn a_step_up_with_the_redis_store_deletes_the_weaker_session() {
     );
     let mut old = Browser::new(h.addr());
     old.jar = weak;
-    let r = old
-        .request(
-            "GET",
-            &format!("http://{}/profile", h.addr()),
-            &[("Accept", "application/json")],
-        )
-        .await;
+    let r = old.api_get("/profile").await;
     assert_eq!(r.status, 401);
 }
 

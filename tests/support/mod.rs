@@ -411,6 +411,14 @@ impl Browser {
         r
     }
 
+    /// A gateway path fetched the way an API client (or a page's script) would: with the
+    /// jar's cookies, `Accept: application/json`, no redirect followed.
+    pub async fn api_get(&mut self, path: &str) -> RawResponse {
+        let url = format!("http://{}{}", self.gateway, path);
+        self.request("GET", &url, &[("Accept", "application/json")])
+            .await
+    }
+
     /// Navigates to a gateway path as a browser would, following redirects.
     pub async fn navigate(&mut self, path: &str) -> RawResponse {
         let url = format!("http://{}{}", self.gateway, path);
