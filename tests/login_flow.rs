@@ -554,10 +554,6 @@ async fn short_token_session(extra_session: &str) -> (Harness, u64, Browser) {
     (h, start, b)
 }
 
-async fn api(h: &Harness, b: &mut Browser) -> support::RawResponse {
-    b.api_get("/profile").await
-}
-
 #[tokio::test]
 async fn without_refresh_a_session_ends_with_its_access_token() {
     let (h, start, mut b) = short_token_session("").await;
@@ -566,7 +562,7 @@ async fn without_refresh_a_session_ends_with_its_access_token() {
     // it is over. Polled, with a deadline well past that exp.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let ended_at = loop {
-        let r = api(&h, &mut b).await;
+        let r = b.api_get("/profile").await;
         if r.status == 401 {
             break portcullis::unix_now();
         }
@@ -615,7 +611,7 @@ async fn outlive_access_token_keeps_the_session_until_its_lifetime() {
     while portcullis::unix_now() < expired {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let r = api(&h, &mut b).await;
+    let r = b.api_get("/profile").await;
     assert_eq!(
         r.status, 200,
         "the operator let it outlive the token: {}",
@@ -624,7 +620,7 @@ async fn outlive_access_token_keeps_the_session_until_its_lifetime() {
     // ... until session.lifetime.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let r = api(&h, &mut b).await;
+        let r = b.api_get("/profile").await;
         if r.status == 401 {
             break;
         }
