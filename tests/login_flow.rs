@@ -604,7 +604,7 @@ async fn without_refresh_a_session_ends_with_its_access_token() {
 
 #[tokio::test]
 async fn outlive_access_token_keeps_the_session_until_its_lifetime() {
-    let (h, start, mut b) =
+    let (_h, start, mut b) =
         short_token_session("outlive_access_token = true\nlifetime = \"6s\"").await;
     // Past the access token's exp and the leeway (a wait bounded by that exp).
     let expired = start + 2 + 1 + 1;
