@@ -180,9 +180,32 @@ start_apache() {
     # Apache will not serve as root: as root its workers run as www-data
     is_root && user="User www-data
 Group www-data"
+    # mod_auth_openidc fetches a JWKS only over https: relay it over TLS, with a
+    # self-signed certificate for 127.0.0.1 that apache.conf trusts as its CA bundle
+    if ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$d/jwks.key" -out "$d/jwks.crt" >/dev/null 2>&1; then
+        note "apache: openssl could not make the certificate for the TLS JWKS relay"
+        return 1
+    fi
+    # the workers (www-data when run as root) read the certificate: traverse-only
+    # directories and a readable certificate, nothing else opened up
+    chmod 711 "$tmp" "$d" && chmod 644 "$d/jwks.crt"
+    local jwks_port
+    jwks_port=$(free_port)
+    python3 "$HERE/tls_jwks.py" "$jwks_port" "$d/jwks.crt" "$d/jwks.key" "$JWKS" >"$d/jwks.log" 2>&1 &
+    pids+=($!)
+    local ok=""
+    for _ in $(seq 1 100); do
+        curl -sf --cacert "$d/jwks.crt" "https://127.0.0.1:$jwks_port/certs" >/dev/null && ok=1 && break
+        sleep 0.1
+    done
+    if [ -z "$ok" ]; then
+        note "apache: the TLS JWKS relay did not start ($(tail -n 2 "$d/jwks.log" | tr '\n' ' '))"
+        return 1
+    fi
     PORT[apache]=$(free_port)
     render "$HERE/apache.conf" "$d/apache.conf" DIR="$d" PORT="${PORT[apache]}" UPSTREAM="$U" \
-        ISSUER="$ISSUER" JWKS="$JWKS" USER="${user//$'\n'/\\n}"
+        ISSUER="$ISSUER" JWKS_TLS="https://127.0.0.1:$jwks_port/certs" USER="${user//$'\n'/\\n}"
     launch apache /usr/sbin/apache2 -f "$d/apache.conf" -DFOREGROUND
     VERSION[apache]="$(/usr/sbin/apache2 -v | sed -n 's|.*Apache/\([^ ]*\).*|\1|p') + mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc)"
     wait_up apache "http://127.0.0.1:${PORT[apache]}/"
@@ -250,7 +273,9 @@ probe() {
     local badsig="$head.${sig:0:$mid}$([ "$c" = A ] && echo B || echo A)${sig:$((mid + 1))}"
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$url" || true)
     if [ "$code" != 200 ]; then
-        note "$name: the valid token got $code, not 200 (log: $tmp/$name/log: $(tail -n 2 "$tmp/$name/log" | tr '\n' ' '))"
+        local log=$tmp/$name/log
+        [ -s "$tmp/$name/error.log" ] && log=$tmp/$name/error.log
+        note "$name: the valid token got $code, not 200 ($(tail -n 2 "$log" | tr '\n' ' '))"
         return 1
     fi
     [ "$name" = pass-through ] || [ "$name" = nginx ] || {
