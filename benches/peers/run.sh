@@ -303,6 +303,7 @@ probe() {
     echo "peers: $name refuses ${REFUSES[$name]}" >&2
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start_passthrough && probe pass-through || { echo "the pass-through baseline does not work" >&2; exit 1; }
 for name in $PEERS; do
     case $name in
@@ -362,7 +363,7 @@ results=$tmp/peers.md
 
 if [ -n "$WRITE" ]; then
     {
-        echo "Peer benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS, $WARMUP warm-up + $DURATION per run, medians of $ROUNDS rounds"
+        echo "Peer benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t$THREADS -c$CONNS, $WARMUP warm-up + $DURATION per run, medians of $ROUNDS rounds; load average (1, 5, 15 min) $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
         echo
         cat "$results"
     } > "$WRITE"
