@@ -322,7 +322,7 @@ measure() {
     local hdr=(-H "Authorization: Bearer $TOKEN")
     wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${hdr[@]}" "$url" >/dev/null 2>&1
     t0=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" || true)
     t1=$(cpu_ticks "$pid")
     local rps p99 total bad cpu
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -330,15 +330,22 @@ measure() {
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     bad=$(awk '/Non-2xx or 3xx responses/ {print $NF}' <<<"$out")
     cpu=$(awk -v a="$t0" -v b="$t1" -v n="$total" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    [ -n "$rps" ] && [ "${total:-0}" -gt 0 ] || { echo "0 0 0 0"; return; }
     echo "$rps $p99 $cpu ${bad:-0}"
 }
 
-declare -A RPS RATIO P99 CPU BAD
+declare -A RPS RATIO P99 CPU BAD DEAD
 B_RPS="" B_P99="" B_CPU=""
 for round in $(seq 1 "$ROUNDS"); do
     for name in "${started[@]}"; do
+        [ -n "${DEAD[$name]:-}" ] && continue
         read -r brps bp99 bcpu _ < <(measure "${PID[pass-through]}" "http://127.0.0.1:$P/api/x")
         read -r rps p99 cpu bad < <(measure "${PID[$name]}" "http://127.0.0.1:${PORT[$name]}/api/x")
+        if ! kill -0 "${PID[$name]}" 2>/dev/null || [ "$rps" = 0 ]; then
+            note "$name: stopped answering during round $round ($(tail -n 2 "$tmp/$name/log" | tr '\n' ' '))"
+            DEAD[$name]=1
+            continue
+        fi
         B_RPS+=" $brps" B_P99+=" $bp99" B_CPU+=" $bcpu"
         RPS[$name]+=" $rps" P99[$name]+=" $p99" CPU[$name]+=" $cpu" BAD[$name]+=" $bad"
         RATIO[$name]+=" $(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.3f", a / b }')"
@@ -353,6 +360,7 @@ results=$tmp/peers.md
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     echo "| pass-through (baseline) | ${VERSION[pass-through]} | nothing (no authentication) | $(median <<<"$B_RPS" | awk '{printf "%.0f", $1}') | 1.00 | $(m "$B_CPU") | $(median <<<"$B_P99" | awk '{printf "%.2f", $1}') | $(tree_hwm "${PID[pass-through]}") |"
     for name in "${started[@]}"; do
+        [ -n "${DEAD[$name]:-}" ] && continue
         flag=""
         total_bad=$(tr ' ' '\n' <<<"${BAD[$name]}" | awk '{ s += $1 } END { print s + 0 }')
         [ "$total_bad" -gt 0 ] && flag=" ($total_bad non-2xx responses!)"
