@@ -3,6 +3,11 @@
 //! a valid encrypted session cookie for the same configuration. Writes them as shell
 //! variables to the file named by the first argument, then serves until killed.
 //!
+//! For the peer benchmark's enforcement probes it also writes tokens that must each be
+//! refused: `NOSCOPE_TOKEN` (no `test_api_access` scope), `WRONGAUD_TOKEN` (`aud`
+//! "other"), `WRONGISS_TOKEN` (another issuer) and `EXPIRED_TOKEN` (expired an hour ago),
+//! all signed with the same key.
+//!
 //! ```sh
 //! cargo run --release --features test-util --example bench_env -- /tmp/bench.env SESSION_SECRET [REDIS_URL]
 //! ```
@@ -30,6 +35,21 @@ async fn main() -> std::io::Result<()> {
     claims["realm_access"] = json!({"roles": ["user", "offline_access"]});
     claims["resource_access"] = json!({"gateway": {"roles": ["admin", "user"]}});
     let token = idp.mint(&claims);
+    let probe = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims.clone();
+        change(&mut c);
+        idp.mint(&c)
+    };
+    let noscope = probe(&|c| c["scope"] = json!("openid"));
+    let wrong_aud = probe(&|c| {
+        c["aud"] = json!("other");
+        c["azp"] = json!("other");
+    });
+    let wrong_iss = probe(&|c| c["iss"] = json!("http://127.0.0.1:1/realms/other"));
+    let expired = probe(&|c| {
+        c["iat"] = json!(now() - 7200);
+        c["exp"] = json!(now() - 3600);
+    });
     let mut id_claims = claims.clone();
     id_claims["typ"] = json!("ID");
     let id_token = idp.mint(&id_claims);
@@ -66,7 +86,8 @@ async fn main() -> std::io::Result<()> {
         .map(|c| c.split(';').next().unwrap_or("").to_owned())
         .collect();
     let mut env = format!(
-        "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\n",
+        "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\nNOSCOPE_TOKEN='{noscope}'\n\
+         WRONGAUD_TOKEN='{wrong_aud}'\nWRONGISS_TOKEN='{wrong_iss}'\nEXPIRED_TOKEN='{expired}'\n",
         idp.issuer(),
         token,
         cookies.join("; ")
