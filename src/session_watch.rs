@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::auth::authenticate::access_token_outlived;
 use crate::auth::{Identity, SessionInfo};
 use crate::forward::websocket::Watch;
 use crate::gateway::{Gateway, Runtime};
@@ -51,13 +52,8 @@ async fn stands(gw: &Gateway, s: &SessionInfo, provider_sid: Option<&str>, sub: 
         // A reload turned sessions off: no session stands.
         return false;
     };
-    let settings = codec.settings();
-    let renewable = settings.refresh && s.renewable;
     let leeway = rt.config.tokens.leeway.as_secs();
-    if !settings.outlive_access_token
-        && !renewable
-        && s.at_exp.is_some_and(|t| t.saturating_add(leeway) <= now)
-    {
+    if access_token_outlived(codec.settings(), leeway, s.at_exp, s.renewable, now) {
         return false;
     }
     if gw.revocations.is_ended(&s.sid, provider_sid, sub, s.iat) {

@@ -35,6 +35,13 @@ async fn open(gw: SocketAddr, origin: &str, cookie: &str) -> TcpStream {
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {gw}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\nCookie: {cookie}\r\n\r\n"
     );
+    let head = handshake(&mut s, &req).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// Sends an upgrade request and reads the response head.
+async fn handshake(s: &mut TcpStream, req: &str) -> String {
     s.write_all(req.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -46,9 +53,7 @@ async fn open(gw: SocketAddr, origin: &str, cookie: &str) -> TcpStream {
         );
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    String::from_utf8_lossy(&head).to_string()
 }
 
 /// A masked text frame (a client's), as a browser sends it.
@@ -143,13 +148,7 @@ async fn a_bearer_websocket_is_not_bound_to_any_session() {
     let t = h.token("svc", "");
     let mut s = TcpStream::connect(h.addr()).await.unwrap();
     let req = format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {t}\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.unwrap(), 1);
-        head.push(byte[0]);
-    }
+    handshake(&mut s, &req).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(2500) {
         round_trip(&mut s, "ping").await;
@@ -197,14 +196,8 @@ async fn the_framed_echo_answers_as_a_browser_expects() {
     // The upstream of the browser suite: RFC 6455's handshake example, unmasked echoes.
     let up = EchoUpstream::start().await;
     let mut s = TcpStream::connect(up.addr).await.unwrap();
-    s.write_all(b"GET /ws-echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.unwrap(), 1);
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let head = handshake(&mut s, "GET /ws-echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await;
+    let head = head.to_ascii_lowercase();
     assert!(
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
         "{head}"

@@ -382,10 +382,28 @@ impl RequestAuth<'_> {
 /// refresh token), unless `session.outlive_access_token` allows it? Expired means `exp` +
 /// `tokens.leeway` is past.
 fn outlived(settings: &SessionSettings, leeway: u64, data: &SessionData, now: u64) -> bool {
-    let renewable = settings.refresh && data.refresh_token.is_some();
+    access_token_outlived(
+        settings,
+        leeway,
+        data.at_exp,
+        data.refresh_token.is_some(),
+        now,
+    )
+}
+
+/// [`outlived`] for a session known by its access token's expiry and whether it holds a
+/// refresh token (what an open WebSocket keeps of its session).
+pub fn access_token_outlived(
+    settings: &SessionSettings,
+    leeway: u64,
+    at_exp: Option<u64>,
+    has_refresh_token: bool,
+    now: u64,
+) -> bool {
+    let renewable = settings.refresh && has_refresh_token;
     !settings.outlive_access_token
         && !renewable
-        && data.at_exp.is_some_and(|t| t.saturating_add(leeway) <= now)
+        && at_exp.is_some_and(|t| t.saturating_add(leeway) <= now)
 }
 
 /// Is the session over: revoked here, or ended by a back-channel logout (by the `sid` and
