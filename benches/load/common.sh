@@ -52,7 +52,7 @@ client_secret = "bench"
 secret = "$SECRET"
 refresh = false
 [log]
-level = "warn"
+level = "${LOG_LEVEL:-info}"
 [[rule]]
 path = "/public/**"
 access = "public"
