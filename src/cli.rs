@@ -11,7 +11,7 @@ use http::Method;
 use serde_json::{Map, Value};
 
 use crate::authz::AllowReason;
-use crate::config::{self, Config, EnvOverrides, LogFormat};
+use crate::config::{self, Config, EnvOverrides};
 use crate::decision::{Refusal, SelectError, Verdict};
 use crate::explain::{Explanation, Source};
 
@@ -161,36 +161,11 @@ fn check(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_tracing(cfg: &Config) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    let ansi = log_colour(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Text logs are coloured only on a terminal, and never when `NO_COLOR` is set to a
-/// non-empty value (<https://no-color.org>): a file or a log collector gets plain text.
-fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
-}
-
 fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     let Some(cfg) = load_or_print(path, env) else {
         return ExitCode::from(1);
     };
-    init_tracing(&cfg);
+    let logs = crate::logging::init(&cfg);
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -200,6 +175,7 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
+            logs.flush();
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
@@ -209,6 +185,7 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
         let running = match crate::server::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
+                logs.flush();
                 eprintln!("error: {e}");
                 return ExitCode::from(1);
             }
@@ -564,20 +541,5 @@ fn live_keys(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 5 s".to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_colour;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
-        assert!(log_colour(true, None));
-        assert!(log_colour(true, Some(OsStr::new(""))));
-        assert!(!log_colour(true, Some(OsStr::new("1"))));
-        assert!(!log_colour(false, None));
-        assert!(!log_colour(false, Some(OsStr::new(""))));
     }
 }

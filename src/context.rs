@@ -1,16 +1,66 @@
 //! What one request carries through the phases: the connection it came on, and the facts
 //! the phases gather for the access log and the response (rule, reason, subject, cookies).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::Method;
+
+/// The target of the access log's events (one per request).
+pub const ACCESS_TARGET: &str = "portcullis::access";
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's address as text, written once per connection (for `X-Forwarded-For`
+    /// and the access log of every request on it).
+    pub peer_ip: IpText,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls,
+            peer_ip: IpText::new(peer.ip()),
+        }
+    }
+}
+
+/// An IP address as text, without an allocation (the longest IPv6 text is 45 bytes).
+#[derive(Clone, Copy)]
+pub struct IpText {
+    buf: [u8; 48],
+    len: u8,
+}
+
+impl IpText {
+    pub fn new(ip: IpAddr) -> IpText {
+        use std::io::Write;
+        let mut buf = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = cursor.position() as u8;
+        IpText { buf, len }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+impl std::fmt::Display for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Per-request facts gathered by the phases, for the access log.

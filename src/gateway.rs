@@ -120,6 +120,7 @@ impl Runtime {
             trusted_proxies: &self.config.server.trusted_proxies,
             public_origin: &self.public_origin,
             peer: conn.peer.ip(),
+            peer_ip: conn.peer_ip,
             tls: conn.tls,
         }
     }

@@ -12,6 +12,8 @@
 //! - [`cli`]: `serve`, `check`, `explain`, `init`.
 //! - [`init`]: `portcullis init`, a starter `gateway.toml` from the provider's discovery
 //!   document.
+//! - [`logging`]: the subscriber `serve` installs; every line through a buffered,
+//!   non-blocking writer; the access log's line formatted without `core::fmt`.
 //! - [`explain`]: what the running gateway would decide, by its own decision function.
 //! - [`server`]: listeners, TLS, connection limits, graceful shutdown, reload;
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
@@ -66,6 +68,7 @@ pub mod forward;
 pub mod gateway;
 pub mod header_names;
 pub mod init;
+pub mod logging;
 pub mod method_override;
 pub mod metrics;
 pub mod path;

@@ -152,7 +152,7 @@ fn log(
     gw.metrics.request(ctx.reason, status, took);
     let upstream = ctx.upstream.and_then(|i| rt.config.upstreams.get(i));
     tracing::info!(
-        target: "portcullis::access",
+        target: crate::context::ACCESS_TARGET,
         method = %ctx.method,
         path = ctx.path.as_deref().unwrap_or("-"),
         status,
@@ -162,7 +162,7 @@ fn log(
         host = ctx.host.as_deref().unwrap_or("-"),
         upstream = upstream.map_or("default", |u| u.name.as_str()),
         subject = ctx.subject.as_deref().unwrap_or("-"),
-        client = %ctx.conn.peer.ip(),
+        client = %ctx.conn.peer_ip,
         upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
         duration_ms = took.as_secs_f64() * 1000.0,
     );

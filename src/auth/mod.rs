@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod store;
 pub mod token_cache;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::claims;
@@ -90,6 +90,38 @@ pub struct Identity {
     pub from_bearer: bool,
     /// The browser session behind this identity (`None` for a bearer token).
     pub session: Option<SessionInfo>,
+    /// The identity headers built from it, kept for the next request with the same
+    /// (cached) identity.
+    pub headers: HeaderCache,
+}
+
+/// Identity headers built once for an identity, by the header plan with the given id. A
+/// clone starts empty: a changed copy never carries headers built from the original.
+#[derive(Default)]
+pub struct HeaderCache(std::sync::OnceLock<(u64, Vec<(HeaderName, HeaderValue)>)>);
+
+impl HeaderCache {
+    /// The headers the plan `plan` built, building them on first use.
+    pub fn get_or_build(
+        &self,
+        plan: u64,
+        build: impl FnOnce() -> Vec<(HeaderName, HeaderValue)>,
+    ) -> Option<&[(HeaderName, HeaderValue)]> {
+        let (built_by, headers) = self.0.get_or_init(|| (plan, build()));
+        (*built_by == plan).then_some(headers.as_slice())
+    }
+}
+
+impl Clone for HeaderCache {
+    fn clone(&self) -> Self {
+        HeaderCache::default()
+    }
+}
+
+impl std::fmt::Debug for HeaderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeaderCache")
+    }
 }
 
 /// Which gateway session an identity comes from, and when it ends by itself: what a
@@ -131,6 +163,7 @@ impl Identity {
             access_token: None,
             from_bearer: false,
             session: None,
+            headers: HeaderCache::default(),
             claims,
         }
     }

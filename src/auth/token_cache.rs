@@ -160,6 +160,7 @@ mod tests {
             access_token: Some(token.to_owned()),
             from_bearer: true,
             session: None,
+            headers: Default::default(),
         })
     }
 

@@ -18,29 +18,35 @@ pub fn is_trusted(trusted: &[IpNet], peer: IpAddr) -> bool {
     crate::config::peer_in(trusted, peer)
 }
 
-/// Rewrites the forwarding headers for the upstream request.
+/// Rewrites the forwarding headers for the upstream request; `peer` is the client's
+/// address as text.
 pub fn apply(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &str,
     trusted: bool,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
     // Client copies (and, from a trusted proxy, non-canonical spellings) are already gone:
     // `HeaderPlan::strip_owned` ran first. What is left came from a trusted proxy.
-    let prior_for: Vec<String> = headers
+    let mut chain = String::new();
+    for prior in headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|s| s.trim().to_owned())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
-        .collect();
-    let mut chain = prior_for.join(", ");
-    if !chain.is_empty() {
+    {
+        chain.push_str(prior);
         chain.push_str(", ");
     }
-    chain.push_str(&peer.to_string());
-    if let Ok(v) = HeaderValue::from_str(&chain) {
+    let value = if chain.is_empty() {
+        HeaderValue::from_str(peer)
+    } else {
+        chain.push_str(peer);
+        HeaderValue::from_str(&chain)
+    };
+    if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {

@@ -39,6 +39,8 @@ pub struct HeaderPlan {
     strip: Vec<String>,
     /// `<cookie_name>`: that cookie and every `<cookie_name>_*` belongs to the gateway.
     cookie_name: String,
+    /// Unique per plan: the identity headers an identity keeps are this plan's.
+    id: u64,
 }
 
 impl HeaderPlan {
@@ -47,10 +49,12 @@ impl HeaderPlan {
             .identity_names()
             .map(|n| spelling_key(n.as_str()))
             .collect();
+        static PLANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         HeaderPlan {
             settings,
             strip,
             cookie_name,
+            id: PLANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -134,15 +138,36 @@ impl HeaderPlan {
     ///
     /// A value is never split into two: a role containing `,`, a scope containing white
     /// space, an element of a claim list containing `,`, or any value with a control
-    /// character is left out of its header, with a warning.
+    /// character is left out of its header, with a warning (once per cached identity).
+    ///
+    /// The headers are built once per identity and kept with it: a cached token or
+    /// session costs one insert per header.
     pub fn set_identity(&self, headers: &mut HeaderMap, id: &Identity) {
+        let build = || self.identity_headers(id);
+        match id.headers.get_or_build(self.id, build) {
+            Some(built) => {
+                for (name, value) in built {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            None => {
+                for (name, value) in self.identity_headers(id) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+    }
+
+    /// The identity headers of `id`, in the order they are set.
+    fn identity_headers(&self, id: &Identity) -> Vec<(HeaderName, HeaderValue)> {
         let s = &self.settings;
+        let mut out = Vec::new();
         let mut set = |name: &Option<HeaderName>, value: Option<&str>| {
             if let (Some(n), Some(v)) = (name, value) {
                 if has_control(v) {
                     left_out(n, &id.subject);
                 } else if let Ok(hv) = HeaderValue::from_bytes(v.as_bytes()) {
-                    headers.insert(n.clone(), hv);
+                    out.push((n.clone(), hv));
                 }
             }
         };
@@ -159,11 +184,11 @@ impl HeaderPlan {
             if *name == header::AUTHORIZATION {
                 if !id.from_bearer {
                     if let Ok(hv) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                        headers.insert(header::AUTHORIZATION, hv);
+                        out.push((header::AUTHORIZATION, hv));
                     }
                 }
             } else if let Ok(hv) = HeaderValue::from_str(token) {
-                headers.insert(name.clone(), hv);
+                out.push((name.clone(), hv));
             }
         }
         for (name, path) in &s.claims {
@@ -179,10 +204,11 @@ impl HeaderPlan {
                 if has_control(&text) {
                     left_out(name, &id.subject);
                 } else if let Ok(hv) = HeaderValue::from_bytes(text.as_bytes()) {
-                    headers.insert(name.clone(), hv);
+                    out.push((name.clone(), hv));
                 }
             }
         }
+        out
     }
 }
 
@@ -277,20 +303,34 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Usually there are none: one pass over the few headers present is cheaper than a
-    // look-up per hop-by-hop name. (`Connection` is one of them, so headers it names are
-    // only ever looked for when it is there.)
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // One array for every call (a `const` array of names would be built and dropped at
+    // each use).
+    static HOP: [HeaderName; 9] = HOP_BY_HOP;
+    // Usually there are none, or only `Connection: keep-alive`: one pass over the few
+    // headers present finds which hop-by-hop names are there, and only those are removed.
+    let mut present = [false; 9];
+    let mut any = false;
+    for k in headers.keys() {
+        if let Some(i) = HOP.iter().position(|h| h == k) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
+    // A hop-by-hop name in `Connection` is removed below anyway.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| !HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str())))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
     }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
+    for (n, here) in HOP.iter().zip(present) {
+        if here {
+            headers.remove(n);
+        }
     }
 }
 

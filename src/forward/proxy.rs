@@ -21,6 +21,7 @@ use super::websocket::Watch;
 use super::{forwarded, websocket};
 use crate::assertion::Signer;
 use crate::auth::Identity;
+use crate::context::IpText;
 use crate::path::NormalizedPath;
 use crate::telemetry::RequestSpan;
 
@@ -50,6 +51,8 @@ pub struct Route<'a> {
     /// `public_url`'s origin, for WebSocket upgrades.
     pub public_origin: &'a str,
     pub peer: IpAddr,
+    /// `peer` as text.
+    pub peer_ip: IpText,
     pub tls: bool,
 }
 
@@ -91,7 +94,7 @@ pub async fn forward(
         h.insert(header::HOST, v);
     }
     let scheme = if route.tls { "https" } else { "http" };
-    forwarded::apply(h, route.peer, trusted, scheme, None);
+    forwarded::apply(h, route.peer_ip.as_str(), trusted, scheme, None);
     if let Some(id) = identity {
         route.plan.set_identity(h, id);
         if let Some(signer) = route.assertion {

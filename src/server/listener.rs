@@ -439,10 +439,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo {
-            peer,
-            tls: tls.is_some(),
-        };
+        let conn = ConnInfo::new(peer, tls.is_some());
         let svc = service(gw.clone(), conn);
         let protocols = protocols.clone();
         let stop = shutdown.clone();
