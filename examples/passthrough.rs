@@ -3,7 +3,12 @@
 //!
 //! ```sh
 //! cargo run --release --example passthrough -- 127.0.0.1:8081 http://127.0.0.1:3000
+//! PER_CORE=2 cargo run --release --example passthrough -- ...   # thread per core
 //! ```
+//!
+//! With `PER_CORE=N` it runs N threads, each with a current-thread runtime, its own
+//! `SO_REUSEPORT` listener and its own client: the thread-per-core layout
+//! `server.runtime = "per-core"` gives portcullis, for a like-for-like baseline.
 
 use std::convert::Infallible;
 
@@ -19,22 +24,60 @@ use tokio::net::TcpListener;
 
 type Body = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
+    let listen: std::net::SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:8081".into())
+        .parse()
+        .map_err(std::io::Error::other)?;
     let upstream: Uri = args
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:3000".into())
         .parse()
         .map_err(std::io::Error::other)?;
+    let per_core: usize = std::env::var("PER_CORE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if per_core == 0 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let listener = rt.block_on(async { TcpListener::bind(listen).await })?;
+        return rt.block_on(proxy(listener, upstream));
+    }
+    let threads: Vec<_> = (0..per_core)
+        .map(|_| {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.set_reuseport(true)?;
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(listen)?;
+                    proxy(socket.listen(1024)?, upstream).await
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| std::io::Error::other("a worker panicked"))??;
+    }
+    Ok(())
+}
+
+async fn proxy(listener: TcpListener, upstream: Uri) -> std::io::Result<()> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(1024)
         .build(http);
-    let listener = TcpListener::bind(&listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

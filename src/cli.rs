@@ -11,7 +11,7 @@ use http::Method;
 use serde_json::{Map, Value};
 
 use crate::authz::AllowReason;
-use crate::config::{self, Config, EnvOverrides};
+use crate::config::{self, Config, EnvOverrides, RuntimeKind};
 use crate::decision::{Refusal, SelectError, Verdict};
 use crate::explain::{Explanation, Source};
 
@@ -169,7 +169,14 @@ fn serve(path: &std::path::Path, env: &EnvOverrides) -> ExitCode {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    // With `server.runtime = "per-core"` the workers have runtimes of their own; this
+    // one runs the admin listener and the background tasks.
+    let threads = match cfg.server.runtime {
+        RuntimeKind::Shared => cfg.server.workers,
+        RuntimeKind::PerCore => 1,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
     {

@@ -17,7 +17,7 @@ use crate::auth::session::{Revocations, SessionCodec};
 use crate::auth::sessions::LocalSessions;
 use crate::auth::store::RedisStore;
 use crate::auth::token_cache::{SessionCache, TokenCache};
-use crate::config::{Config, SessionStoreKind};
+use crate::config::{Config, RuntimeKind, SessionStoreKind};
 use crate::context::ConnInfo;
 use crate::forward::headers::HeaderPlan;
 use crate::forward::proxy::Route;
@@ -60,11 +60,16 @@ impl Runtime {
         revocations: Arc<Revocations>,
         keys: &KeyRing,
     ) -> Result<Runtime, String> {
+        let pools = match config.server.runtime {
+            RuntimeKind::PerCore => config.server.workers,
+            RuntimeKind::Shared => 1,
+        };
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| {
-                Upstream::new(&u.settings).map_err(|e| format!("upstreams.{}.url: {e}", u.name))
+                Upstream::new(&u.settings, pools)
+                    .map_err(|e| format!("upstreams.{}.url: {e}", u.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cookie_name = config
@@ -83,7 +88,8 @@ impl Runtime {
                     config.oidc.client_secret.clone(),
                 )
             }),
-            upstream: Upstream::new(&config.upstream).map_err(|e| format!("upstream.url: {e}"))?,
+            upstream: Upstream::new(&config.upstream, pools)
+                .map_err(|e| format!("upstream.url: {e}"))?,
             upstreams,
             session: config.session.as_ref().map(|s| {
                 SessionCodec::new(s, &config.oidc.issuer, &config.oidc.client_id, revocations)

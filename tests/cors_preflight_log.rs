@@ -17,8 +17,11 @@ async fn the_access_log_and_metrics_name_the_preflight() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let h =
-        support::Harness::with("[[rule]]\npath = \"/api/**\"\ncors_preflight = \"allow\"\n").await;
+    let h = support::Harness::with_edit(
+        "[[rule]]\npath = \"/api/**\"\ncors_preflight = \"allow\"\n",
+        support::shared_runtime,
+    )
+    .await;
     assert_eq!(
         support::raw(h.addr(), format!("OPTIONS /api/x HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nOrigin: https://spa.example\r\nAccess-Control-Request-Method: DELETE\r\n\r\n", h.addr()).as_bytes())
             .await

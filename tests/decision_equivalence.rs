@@ -190,7 +190,7 @@ struct World {
 }
 
 async fn world(capture: Capture) -> World {
-    let h = Harness::with_edit(RULES, with_trusted_proxies).await;
+    let h = Harness::with_edit(RULES, |t| support::shared_runtime(with_trusted_proxies(t))).await;
     let toml = with_trusted_proxies(support::config_toml_on(
         "127.0.0.1:0",
         &h.public(),

@@ -17,10 +17,11 @@ async fn logs_never_contain_tokens_cookies_or_secrets() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    // `#[tokio::test]` runs every task on this thread, so the default subscriber sees them.
+    // `#[tokio::test]` runs every task on this thread, so the default subscriber sees them
+    // (with the shared runtime, the gateway's tasks are this test's tasks).
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let h = Harness::start().await;
+    let h = Harness::with_edit(support::TUTORIAL_RULES, support::shared_runtime).await;
     let token = h.token("svc", "test_api_access");
     assert_eq!(
         h.get_bearer("/api/private-scoped/x?access_token=leak", &token)

@@ -6,6 +6,8 @@
 #   DURATION=5s CONNS="32" bash benches/load/run.sh
 #   WRITE=docs/performance.md bash benches/load/run.sh   # also write the results there
 #   GATEWAY_BIN=/path/to/other/portcullis bash benches/load/run.sh   # compare another build
+#   PT_PER_CORE=2 bash benches/load/run.sh   # the pass-through thread-per-core as well
+#   PORTCULLIS_SERVER__RUNTIME=shared bash benches/load/run.sh   # the gateway work-stealing
 #
 # Scenarios (each alternated with a baseline run of the same request, headers included,
 # through the pass-through proxy):
@@ -42,7 +44,8 @@ fi
 . benches/load/common.sh
 
 ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
-"$REL/examples/passthrough" "127.0.0.1:$P" "http://127.0.0.1:$U" & PT=$!; pids+=($PT)
+# PT_PER_CORE=N: the pass-through in the thread-per-core layout too (N threads).
+PER_CORE=${PT_PER_CORE:-0} "$REL/examples/passthrough" "127.0.0.1:$P" "http://127.0.0.1:$U" & PT=$!; pids+=($PT)
 "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/" 200

@@ -243,6 +243,25 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
         d.error("server.max_connections", "must be at least 1");
     }
 
+    let runtime = match s.runtime.as_deref() {
+        None | Some("per-core") => RuntimeKind::PerCore,
+        Some("shared") => RuntimeKind::Shared,
+        Some(other) => {
+            d.error(
+                "server.runtime",
+                format!("{other:?} must be \"per-core\" or \"shared\""),
+            );
+            RuntimeKind::Shared
+        }
+    };
+    let workers = s.workers.unwrap_or_else(default_workers);
+    if !(1..=1024).contains(&workers) {
+        d.error(
+            "server.workers",
+            format!("{workers} must be between 1 and 1024"),
+        );
+    }
+
     let admin_token = read_secret(
         d,
         "server.admin_token",
@@ -281,8 +300,15 @@ fn server(raw: &RawConfig, d: &mut Diagnostics) -> ServerSettings {
             Duration::from_secs(10),
         ),
         max_connections: max_connections.max(1),
+        runtime,
+        workers: workers.clamp(1, 1024),
         tls: s.tls.as_ref().and_then(|t| tls(t, d)),
     }
+}
+
+/// `server.workers` when unset: the CPUs this process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The shortest `server.admin_token` accepted.

@@ -68,9 +68,24 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Most client connections open at once on the main listener.
     pub max_connections: usize,
+    /// How requests are spread over the worker threads.
+    pub runtime: RuntimeKind,
+    /// Worker threads serving the main listener.
+    pub workers: usize,
     pub tls: Option<TlsSettings>,
     /// `admin_token` (or `admin_token_file`): enables `/sessions` on the admin listener.
     pub admin_token: Option<Secret>,
+}
+
+/// `server.runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// `"shared"`: one multi-threaded, work-stealing runtime for everything.
+    Shared,
+    /// `"per-core"`: each worker thread has its own single-threaded runtime, its own
+    /// `SO_REUSEPORT` listener on `server.listen` (the kernel spreads connections over
+    /// them) and its own upstream connection pools; a connection stays on its thread.
+    PerCore,
 }
 
 /// `[server.tls]`, loaded.

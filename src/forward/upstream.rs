@@ -43,7 +43,9 @@ pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Full<by
 /// The upstream service and a keep-alive connection pool to it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// One client (and pool) per worker thread with `server.runtime = "per-core"`, so a
+    /// pooled connection is driven by the thread that uses it; one with `"shared"`.
+    clients: std::sync::Arc<[Client<HttpsConnector<HttpConnector>, UpstreamBody>]>,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without its trailing `/`, prefixed to every forwarded path.
@@ -56,7 +58,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(s: &UpstreamSettings) -> Result<Self, String> {
+    /// `pools`: how many connection pools (the per-core workers; 1 for a shared runtime).
+    pub fn new(s: &UpstreamSettings, pools: usize) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -77,11 +80,13 @@ impl Upstream {
             .wrap_connector(http);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.http2_only(s.http2);
-        let client = builder
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(https);
+            .pool_max_idle_per_host(1024);
+        let clients = (0..pools.max(1))
+            .map(|_| builder.build(https.clone()))
+            .collect();
         let scheme = if s.url.scheme() == "https" {
             Scheme::HTTPS
         } else {
@@ -95,7 +100,7 @@ impl Upstream {
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
         Ok(Upstream {
-            client,
+            clients,
             scheme,
             authority,
             base_path: s.url.path().trim_end_matches('/').to_owned(),
@@ -136,7 +141,8 @@ impl Upstream {
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Duration), UpstreamError> {
         let start = Instant::now();
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let client = &self.clients[worker() % self.clients.len()];
+        match tokio::time::timeout(self.timeout, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_connect() => {
                 tracing::debug!(error = %e, "upstream connect failed");
@@ -149,6 +155,20 @@ impl Upstream {
             Ok(Ok(resp)) => Ok((resp, start.elapsed())),
         }
     }
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as per-core worker `index`: its upstream requests use that
+/// worker's connection pools.
+pub fn set_worker(index: usize) {
+    WORKER.set(index);
+}
+
+fn worker() -> usize {
+    WORKER.get()
 }
 
 fn rustls_native_roots() -> Vec<rustls::pki_types::CertificateDer<'static>> {

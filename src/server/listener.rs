@@ -382,6 +382,11 @@ impl AsyncWrite for Rewind {
     }
 }
 
+/// The places of `server.max_connections`.
+pub fn slots(gw: &Gateway) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(gw.runtime().config.server.max_connections))
+}
+
 /// A connection's place under `server.max_connections`, given back when it closes.
 struct ConnectionSlot {
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -396,19 +401,40 @@ impl Drop for ConnectionSlot {
 
 /// Serves until `shutdown` turns true, then drains open connections for up to
 /// `server.shutdown_grace`.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// `slots` holds `server.max_connections` places, shared by every listener of a per-core
+/// gateway.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+) {
     let settings = gw.runtime().config.server.clone();
     let tls = settings
         .tls
         .as_ref()
         .map(|t| TlsAcceptor::from(t.config.clone()));
     let protocols = Arc::new(Protocols::new(&settings, gw.metrics.clone()));
-    let slots = Arc::new(Semaphore::new(settings.max_connections));
     // Every connection task holds a sender; when all are gone, the drain is complete.
     let (open, mut drained) = mpsc::channel::<()>(1);
 
     loop {
-        // A slot first: past `max_connections`, new connections wait in the backlog.
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        // Then its slot: past `max_connections` it waits, unserved, and the connections
+        // after it wait in the backlog. (Taking the slot after the accept matters with
+        // per-core listeners: a worker waiting in `accept` holds no slot another
+        // worker's connection could use.)
         let slot = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -425,18 +451,6 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch:
                     _ = shutdown.changed() => break,
                 }
             }
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo::new(peer, tls.is_some());

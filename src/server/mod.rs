@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod listener;
 pub mod reload;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, RuntimeKind};
 use crate::gateway::Gateway;
 
 /// A started gateway: its addresses, and the handle that stops it.
@@ -53,10 +54,13 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let jwks_refresh = config.tokens.jwks_refresh;
+    let (runtime, workers) = (config.server.runtime, config.server.workers);
     let gateway = Gateway::new(config)?;
-    let main = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
+    let cannot = |e: std::io::Error| format!("cannot listen on {listen} (server.listen): {e}");
+    let main = match runtime {
+        RuntimeKind::Shared => TcpListener::bind(listen).await.map_err(cannot)?,
+        RuntimeKind::PerCore => workers::bind(listen).map_err(cannot)?,
+    };
     let admin = TcpListener::bind(admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;
@@ -69,8 +73,17 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .iter()
         .map(|k| tokio::spawn(k.clone().run(jwks_refresh)))
         .collect();
+    let slots = listener::slots(&gateway);
+    let serving = match runtime {
+        RuntimeKind::Shared => {
+            tokio::spawn(listener::serve(gateway.clone(), main, rx.clone(), slots))
+        }
+        RuntimeKind::PerCore => {
+            workers::start(gateway.clone(), main, workers, rx.clone(), slots).map_err(cannot)?
+        }
+    };
     let tasks = vec![
-        tokio::spawn(listener::serve(gateway.clone(), main, rx.clone())),
+        serving,
         tokio::spawn(admin::serve(gateway.clone(), admin, rx)),
     ];
     tracing::info!(%addr, %admin_addr, "portcullis is listening");

@@ -157,6 +157,12 @@ fn apply(gw: &Gateway, path: &Path, env: &EnvOverrides) -> Result<Vec<&'static s
     if s.0.shutdown_grace != s.1.shutdown_grace {
         restart.push("server.shutdown_grace");
     }
+    if s.0.runtime != s.1.runtime {
+        restart.push("server.runtime");
+    }
+    if s.0.workers != s.1.workers {
+        restart.push("server.workers");
+    }
     if o.log.format != n.log.format || o.log.level != n.log.level {
         restart.push("log");
     }

@@ -117,6 +117,13 @@ secret = "{SESSION_SECRET}"
     )
 }
 
+/// The configuration with `server.runtime = "shared"`: started in a test, the gateway then
+/// serves on the test's own runtime (on its thread, where a thread-local subscriber sees
+/// its events) instead of worker threads of its own.
+pub fn shared_runtime(toml: String) -> String {
+    toml.replacen("[server]\n", "[server]\nruntime = \"shared\"\n", 1)
+}
+
 /// Starts a gateway on `toml` and waits until it is ready.
 pub async fn serve(toml: &str) -> Running {
     let gw = server::start(load(toml)).await.expect("the gateway starts");
