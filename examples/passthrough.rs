@@ -6,9 +6,9 @@
 //! PER_CORE=2 cargo run --release --example passthrough -- ...   # thread per core
 //! ```
 //!
-//! With `PER_CORE=N` it runs N threads, each with a current-thread runtime, its own
-//! `SO_REUSEPORT` listener and its own client: the thread-per-core layout
-//! `server.runtime = "per-core"` gives portcullis, for a like-for-like baseline.
+//! With `PER_CORE=N` it runs N threads, each with a current-thread runtime accepting from
+//! the one listening socket and its own client: the thread-per-core layout of
+//! portcullis's `server.runtime = "per-core"`, for a like-for-like baseline.
 
 use std::convert::Infallible;
 
@@ -47,20 +47,17 @@ fn main() -> std::io::Result<()> {
         let listener = rt.block_on(async { TcpListener::bind(listen).await })?;
         return rt.block_on(proxy(listener, upstream));
     }
+    let socket = std::net::TcpListener::bind(listen)?;
+    socket.set_nonblocking(true)?;
     let threads: Vec<_> = (0..per_core)
         .map(|_| {
             let upstream = upstream.clone();
+            let socket = socket.try_clone();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
-                    let socket = tokio::net::TcpSocket::new_v4()?;
-                    socket.set_reuseport(true)?;
-                    socket.set_reuseaddr(true)?;
-                    socket.bind(listen)?;
-                    proxy(socket.listen(1024)?, upstream).await
-                })
+                rt.block_on(async move { proxy(TcpListener::from_std(socket?)?, upstream).await })
             })
         })
         .collect();

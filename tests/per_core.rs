@@ -1,6 +1,7 @@
-//! `server.runtime = "per-core"`: several worker threads, each with its own runtime and
-//! `SO_REUSEPORT` listener, behave as one gateway: one port, one connection limit, one
-//! drain, one configuration that reloads for all of them.
+//! `server.runtime = "per-core"`: several worker threads, each with its own runtime
+//! accepting from the listening socket, behave as one gateway: one port (that a second
+//! gateway cannot share), one connection limit, one drain, one configuration that reloads
+//! for all of them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -136,4 +137,24 @@ async fn every_worker_serves_the_same_port_and_the_same_reloaded_rules() {
     portcullis::server::reload::reload(&gw.gateway, &path, &Default::default()).unwrap();
     assert!(all("/api/private").await.iter().all(|s| *s == 403));
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_gateway_cannot_take_the_same_port() {
+    let h = Harness::start().await;
+    let first = portcullis::server::start(support::load(&per_core(&h, 2, "")))
+        .await
+        .unwrap();
+    let taken = per_core(&h, 2, "").replacen(
+        "\nlisten = \"127.0.0.1:0\"",
+        &format!("\nlisten = \"{}\"", first.addr),
+        1,
+    );
+    assert!(taken.contains(&first.addr.to_string()));
+    let err = portcullis::server::start(support::load(&taken))
+        .await
+        .err()
+        .expect("the port is taken");
+    assert!(err.contains("server.listen"), "{err}");
+    first.shutdown().await;
 }

@@ -82,9 +82,9 @@ pub struct ServerSettings {
 pub enum RuntimeKind {
     /// `"shared"`: one multi-threaded, work-stealing runtime for everything.
     Shared,
-    /// `"per-core"`: each worker thread has its own single-threaded runtime, its own
-    /// `SO_REUSEPORT` listener on `server.listen` (the kernel spreads connections over
-    /// them) and its own upstream connection pools; a connection stays on its thread.
+    /// `"per-core"`: each worker thread has its own single-threaded runtime, accepts from
+    /// the listening socket itself and has its own upstream connection pools; a
+    /// connection stays on the thread that accepted it.
     PerCore,
 }
 

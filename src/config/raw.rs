@@ -45,8 +45,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     /// Most client connections open at once; further ones wait in the listen backlog.
     pub max_connections: Option<usize>,
-    /// `"shared"` (one work-stealing runtime) or `"per-core"` (a runtime and a
-    /// `SO_REUSEPORT` listener per worker thread).
+    /// `"shared"` (one work-stealing runtime) or `"per-core"` (a runtime per worker
+    /// thread, each accepting from the listening socket).
     pub runtime: Option<String>,
     /// Worker threads (default: the number of CPUs the process may use).
     pub workers: Option<usize>,

@@ -57,10 +57,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let (runtime, workers) = (config.server.runtime, config.server.workers);
     let gateway = Gateway::new(config)?;
     let cannot = |e: std::io::Error| format!("cannot listen on {listen} (server.listen): {e}");
-    let main = match runtime {
-        RuntimeKind::Shared => TcpListener::bind(listen).await.map_err(cannot)?,
-        RuntimeKind::PerCore => workers::bind(listen).map_err(cannot)?,
-    };
+    let main = TcpListener::bind(listen).await.map_err(cannot)?;
     let admin = TcpListener::bind(admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {admin_listen} (server.admin_listen): {e}"))?;

@@ -1,18 +1,20 @@
 //! `server.runtime = "per-core"`: one thread per worker, each with a single-threaded tokio
-//! runtime and its own `SO_REUSEPORT` listener on `server.listen`. The kernel spreads new
-//! connections over the listeners; a connection, its requests and the upstream
-//! connections they use (each worker has its own pools) stay on one thread, with no
-//! work-stealing and no cross-thread wake-ups. The gateway state (configuration, caches,
-//! keys, metrics) is shared by all workers; provider discovery, key refresh, reloads and
-//! the admin listener run on the process's other runtime.
+//! runtime that accepts from the one listening socket on `server.listen` (each worker
+//! registers its own handle of it). A new connection goes to whichever worker accepts it
+//! first; the connection, its requests and the upstream connections they use (each worker
+//! has its own pools) then stay on that thread, with no work-stealing and no cross-thread
+//! wake-ups. The gateway state (configuration, caches, keys, metrics) is shared by all
+//! workers; provider discovery, key refresh, reloads and the admin listener run on the
+//! process's other runtime.
 //!
-//! `SO_REUSEPORT` lets another process of the same user bind the same port and receive
-//! part of the connections, as with nginx's `reuseport`; run the gateway as its own user.
+//! One socket, not one `SO_REUSEPORT` socket per worker: a second gateway started on the
+//! same port by mistake fails with "address in use" instead of silently taking part of
+//! the connections, and an idle worker takes the next connection instead of the kernel
+//! hashing connections onto a busy one.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -20,33 +22,21 @@ use super::listener;
 use crate::forward::upstream;
 use crate::gateway::Gateway;
 
-/// The first listener, bound with `SO_REUSEPORT` (the others bind to its address, which
-/// fixes the port when `server.listen` asks for port 0).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-/// Starts `workers` threads serving `first` and `workers - 1` more listeners on its
-/// address. The handle resolves when every worker has drained after `shutdown`.
+/// Starts `workers` threads serving `listener`. The handle resolves when every worker has
+/// drained after `shutdown`.
 pub fn start(
     gw: Arc<Gateway>,
-    first: TcpListener,
+    listener: TcpListener,
     workers: usize,
     shutdown: watch::Receiver<bool>,
     slots: Arc<Semaphore>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let addr = first.local_addr()?;
-    let mut listeners = vec![first.into_std()?];
+    let socket = listener.into_std()?;
+    let mut listeners = Vec::with_capacity(workers);
     for _ in 1..workers {
-        listeners.push(bind(addr)?.into_std()?);
+        listeners.push(socket.try_clone()?);
     }
+    listeners.push(socket);
     let mut done = Vec::with_capacity(workers);
     for (index, std_listener) in listeners.into_iter().enumerate() {
         let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
