@@ -418,14 +418,20 @@ pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
 /// multi-kilobyte session cookie, and `cookie::Cookie::split_parse` scans every cookie
 /// twice (once to split the header, once more for attributes a request cookie never
 /// has). Measured with `bash benches/load/instructions.sh`: about 6 600 more instructions
-/// per session request (+8 %) than this single pass.
+/// per session request (+8 %) than this single pass. The `;` are found with `memchr`'s
+/// vectorized search instead of `str::split`'s byte-at-a-time one.
 pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str, &str)> {
-    header.split(';').filter_map(|pair| {
-        let pair = pair.trim();
-        let (name, value) = pair.split_once('=')?;
-        let name = name.trim();
-        (!name.is_empty()).then(|| (name, value.trim(), pair))
-    })
+    let mut start = 0;
+    memchr::memchr_iter(b';', header.as_bytes())
+        .chain(std::iter::once(header.len()))
+        .filter_map(move |end| {
+            // `;` is ASCII, so both ends are character boundaries.
+            let pair = header.get(start..end)?.trim();
+            start = end + 1;
+            let (name, value) = pair.split_once('=')?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name, value.trim(), pair))
+        })
 }
 
 impl SessionCodec {
