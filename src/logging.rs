@@ -354,10 +354,7 @@ impl Visit for TextFields<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.name(field);
-        if value < 0 {
-            self.out.push(b'-');
-        }
-        decimal(self.out, value.unsigned_abs());
+        signed(self.out, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.name(field);
@@ -365,8 +362,7 @@ impl Visit for TextFields<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.name(field);
-        self.out
-            .extend_from_slice(if value { b"true" } else { b"false" });
+        self.out.extend_from_slice(boolean(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.name(field);
@@ -405,10 +401,7 @@ impl Visit for JsonFields<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.name(field);
-        if value < 0 {
-            self.out.push(b'-');
-        }
-        decimal(self.out, value.unsigned_abs());
+        signed(self.out, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.name(field);
@@ -420,8 +413,7 @@ impl Visit for JsonFields<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.name(field);
-        self.out
-            .extend_from_slice(if value { b"true" } else { b"false" });
+        self.out.extend_from_slice(boolean(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.name(field);
@@ -500,6 +492,21 @@ fn decimal(out: &mut Vec<u8>, mut v: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+fn signed(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    decimal(out, v.unsigned_abs());
+}
+
+fn boolean(v: bool) -> &'static [u8] {
+    if v {
+        b"true"
+    } else {
+        b"false"
+    }
 }
 
 /// A non-negative duration in milliseconds to the microsecond: `12.5`, `0.043`, `3.0`.
