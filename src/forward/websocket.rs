@@ -107,6 +107,9 @@ where
         if let Some(since) = closing_since {
             let drained = from_upstream.at_boundary() && from_client.at_boundary();
             if drained || since.elapsed() >= DRAIN {
+                // Counted before the frames go out: whoever sees the close (the browser,
+                // a test) then also sees it in the metrics.
+                (watch.on_close)();
                 if from_upstream.at_boundary() {
                     c_wr.write_all(CLOSE_TO_CLIENT).await?;
                 }
@@ -115,7 +118,6 @@ where
                 }
                 let _ = c_wr.shutdown().await;
                 let _ = u_wr.shutdown().await;
-                (watch.on_close)();
                 return Ok(());
             }
         }
