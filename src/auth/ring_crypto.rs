@@ -1,9 +1,10 @@
 //! Token signatures verified with ring: the `jsonwebtoken` crypto provider of the gateway.
 //!
 //! Every signature the gateway checks itself (bearer and logout tokens in
-//! [`super::jwks::verify_with`], DPoP proofs in [`super::dpop::verify_proof`]) goes
-//! through [`verify`], which calls ring directly: no process-wide state decides which
-//! library verifies, so no start-up order can make a process fall back to another one.
+//! [`super::jwks::verify_with`], ID tokens there too before `openidconnect` checks them
+//! again with their claims, DPoP proofs in [`super::dpop::verify_proof`]) goes through
+//! [`verify`], which calls ring directly: no process-wide state decides which library
+//! verifies, so no start-up order can make a process fall back to another one.
 //! [`PROVIDER`] wraps the same code as a [`jsonwebtoken::crypto::CryptoProvider`], and
 //! [`install`] makes it the process default, so `jsonwebtoken`'s own `decode` verifies
 //! with ring too. Signing (the identity assertion, the test provider) and the JWK helpers
