@@ -1,8 +1,11 @@
 //! Micro-benchmarks of the hot path: path normalization, rule matching as the table grows,
-//! bearer-token validation (signature check versus cache hit), session cookie decoding.
+//! bearer-token validation (signature check versus cache hit), one signature check with
+//! each backend (RustCrypto, as jsonwebtoken's default provider does it, and ring, as the
+//! gateway does it), session cookie decoding.
 //!
 //! ```sh
 //! cargo bench --bench micro
+//! cargo bench --bench micro -- signature/   # the backends only
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -184,5 +187,76 @@ fn tokens(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, paths, matching, tokens);
+/// One compact-JWS signature check per iteration, the way each backend is called per
+/// token: RustCrypto through jsonwebtoken's verifier factory (what
+/// `jsonwebtoken::crypto::verify` does with its default provider: a verifier per call,
+/// the signature decoded from base64url), ring through `ring_crypto::verify`.
+fn signatures(c: &mut Criterion) {
+    use base64::Engine;
+    use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+    use portcullis::auth::ring_crypto;
+    use ring::signature::KeyPair;
+
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let rsa = portcullis::testing::idp::SigningKey::generate("bench");
+    let rsa_public = DecodingKey::from_rsa_components(
+        rsa.jwk["n"].as_str().expect("n"),
+        rsa.jwk["e"].as_str().expect("e"),
+    )
+    .expect("RSA key");
+    let rng = ring::rand::SystemRandom::new();
+    let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("P-256 key");
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("key");
+    let point = pair.public_key().as_ref();
+    let ec_public =
+        DecodingKey::from_ec_components(&b64(&point[1..33]), &b64(&point[33..])).expect("EC key");
+    let ec_signing = EncodingKey::from_ec_der(pkcs8.as_ref());
+
+    // A token-sized message: header and claims as the benchmark provider writes them.
+    let message = format!(
+        "{}.{}",
+        b64(br#"{"typ":"JWT","alg":"RS256","kid":"bench"}"#),
+        b64(&[b'x'; 400])
+    );
+    let mut g = c.benchmark_group("signature");
+    for (name, alg, signing, public) in [
+        ("rs256", Algorithm::RS256, &rsa.encoding, &rsa_public),
+        ("es256", Algorithm::ES256, &ec_signing, &ec_public),
+    ] {
+        let sig = (DEFAULT_PROVIDER.signer_factory)(&alg, signing)
+            .expect("signer")
+            .try_sign(message.as_bytes())
+            .expect("sign");
+        let sig = b64(&sig);
+        let rust_crypto = |sig: &str| {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(sig)
+                .expect("base64url");
+            (DEFAULT_PROVIDER.verifier_factory)(&alg, public)
+                .expect("verifier")
+                .verify(message.as_bytes(), &raw)
+                .is_ok()
+        };
+        assert!(rust_crypto(&sig));
+        assert!(ring_crypto::verify(&sig, message.as_bytes(), public, alg));
+        g.bench_function(format!("{name}_rust_crypto"), |b| {
+            b.iter(|| assert!(rust_crypto(black_box(&sig))))
+        });
+        g.bench_function(format!("{name}_ring"), |b| {
+            b.iter(|| {
+                assert!(ring_crypto::verify(
+                    black_box(&sig),
+                    message.as_bytes(),
+                    public,
+                    alg
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, paths, matching, tokens, signatures);
 criterion_main!(benches);

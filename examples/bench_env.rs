@@ -8,6 +8,12 @@
 //! "other"), `WRONGISS_TOKEN` (another issuer) and `EXPIRED_TOKEN` (expired an hour ago),
 //! all signed with the same key.
 //!
+//! For the cold-token scenario it writes `COLD_N` (`BENCH_COLD_TOKENS`, default 20000; 0: none)
+//! distinct valid tokens, one per line, each with its own `jti` and otherwise the claims of
+//! `TOKEN`, to the file that `COLD_TOKENS` names (`OUT.cold`). They are signed after the
+//! env file is written, on every core, and the file appears (by rename) only when all are
+//! in it, so the other scenarios need not wait for them.
+//!
 //! ```sh
 //! cargo run --release --features test-util --example bench_env -- /tmp/bench.env SESSION_SECRET [REDIS_URL]
 //! ```
@@ -15,6 +21,8 @@
 //! With a `REDIS_URL` the same session is also stored there (`session.store = "redis"`,
 //! key prefix `portcullis:`), and `REDIS_COOKIE` names it.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use portcullis::auth::session::{random_token, SessionCodec, SessionData};
 use portcullis::config::{SameSite, Secret, SessionSettings, SessionStoreKind};
 use portcullis::testing::{now, TestIdp};
@@ -85,9 +93,15 @@ async fn main() -> std::io::Result<()> {
         .iter()
         .map(|c| c.split(';').next().unwrap_or("").to_owned())
         .collect();
+    let cold_n: usize = std::env::var("BENCH_COLD_TOKENS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let cold_path = format!("{out}.cold");
     let mut env = format!(
         "ISSUER='{}'\nTOKEN='{}'\nCOOKIE='{}'\nNOSCOPE_TOKEN='{noscope}'\n\
-         WRONGAUD_TOKEN='{wrong_aud}'\nWRONGISS_TOKEN='{wrong_iss}'\nEXPIRED_TOKEN='{expired}'\n",
+         WRONGAUD_TOKEN='{wrong_aud}'\nWRONGISS_TOKEN='{wrong_iss}'\nEXPIRED_TOKEN='{expired}'\n\
+         COLD_TOKENS='{cold_path}'\nCOLD_N={cold_n}\n",
         idp.issuer(),
         token,
         cookies.join("; ")
@@ -114,7 +128,76 @@ async fn main() -> std::io::Result<()> {
         env.push_str(&format!("REDIS_COOKIE='{}'\n", cookie.join("; ")));
     }
     std::fs::write(&out, env)?;
+    let key = idp.current_key();
+    let header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
+    let der = key.encoding.as_bytes().to_vec();
+    if cold_n > 0 {
+        tokio::task::spawn_blocking(move || {
+            cold_tokens(&cold_path, cold_n, &header, &claims, &der)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+    }
     // Serve discovery and JWKS until the benchmark kills this process.
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Writes `n` tokens that differ only by `jti`, signed (RS256) with the provider's key.
+/// ring signs them (RustCrypto's signer parses the key again for every token), on every
+/// core.
+fn cold_tokens(
+    path: &str,
+    n: usize,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    pkcs1_der: &[u8],
+) -> std::io::Result<()> {
+    let pair = ring::signature::RsaKeyPair::from_der(pkcs1_der)
+        .map_err(|e| std::io::Error::other(format!("the provider's key: {e}")))?;
+    let head = URL_SAFE_NO_PAD.encode(header.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let chunks: Vec<std::io::Result<String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (pair, head) = (&pair, &head);
+                scope.spawn(move || -> std::io::Result<String> {
+                    let rng = ring::rand::SystemRandom::new();
+                    let mut out = String::new();
+                    let mut sig = vec![0u8; pair.public().modulus_len()];
+                    for i in (t..n).step_by(threads) {
+                        let mut c = claims.clone();
+                        c["jti"] = json!(format!("cold-{i}-{}", random_token(6)));
+                        let signed = format!("{head}.{}", URL_SAFE_NO_PAD.encode(c.to_string()));
+                        pair.sign(
+                            &ring::signature::RSA_PKCS1_SHA256,
+                            &rng,
+                            signed.as_bytes(),
+                            &mut sig,
+                        )
+                        .map_err(|e| std::io::Error::other(format!("signing: {e}")))?;
+                        out.push_str(&signed);
+                        out.push('.');
+                        out.push_str(&URL_SAFE_NO_PAD.encode(&sig));
+                        out.push('\n');
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a signer panicked")))
+            })
+            .collect()
+    });
+    let mut all = String::new();
+    for c in chunks {
+        all.push_str(&c?);
+    }
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, all)?;
+    std::fs::rename(&tmp, path)
 }

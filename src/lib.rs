@@ -36,7 +36,8 @@
 //! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
 //! - [`authz`]: the pure decision of one rule for one identity.
 //! - [`auth`]: authentication (bearer tokens read strictly by [`auth::jose`], session
-//!   cookies with single-flight refresh), logout tokens, the provider's keys.
+//!   cookies with single-flight refresh), logout tokens, the provider's keys, signatures
+//!   verified with ring ([`auth::ring_crypto`]).
 //! - [`context`]: what one request carries through the phases.
 //! - [`config`]: compiled configuration types; loading, raw tree, compilation, diagnostics.
 //! - [`rules`]: the compiled rule table and its precedence.

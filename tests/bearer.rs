@@ -367,6 +367,33 @@ async fn rotated_keys_are_picked_up_and_random_kids_cause_no_fetch_storm() {
     assert_eq!(h.get_bearer("/api/private", &t).await.status, 200);
 }
 
+/// RFC 7518 §3.3: RSA keys of at least 2048 bits. A provider that publishes a shorter
+/// one gets its tokens refused with the usual answer for a bad signature, not a crash.
+#[tokio::test]
+async fn a_token_signed_by_an_rsa_key_under_2048_bits_is_an_invalid_token() {
+    let h = Harness::start().await;
+    let good = h.token("svc", "");
+    let weak = tokio::task::spawn_blocking(|| SigningKey::generate_bits("weak", 1024))
+        .await
+        .unwrap();
+    let weak = h.idp.publish(weak, true);
+    assert_eq!(weak.jwk["kid"], "weak");
+    let before = h.upstream.count();
+    let t = h.token("svc", "");
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &t).await,
+        "the token's signature is invalid",
+    );
+    // Again, now that the key is in the gateway's set (the first try fetched it).
+    assert_invalid_token(
+        &h.get_bearer("/api/private", &t).await,
+        "the token's signature is invalid",
+    );
+    assert_eq!(h.upstream.count(), before, "never forwarded");
+    // The gateway is fine, and the provider's 2048-bit key still works.
+    assert_eq!(h.get_bearer("/api/private", &good).await.status, 200);
+}
+
 #[tokio::test]
 async fn keys_survive_a_failed_refresh() {
     let h = Harness::start().await;

@@ -394,6 +394,29 @@ async fn every_proof_check_of_rfc_9449() {
     );
 }
 
+/// A proof signed by an RSA key under 2048 bits (RFC 7518 §3.3) is refused like a bad
+/// signature, and the token bound to that key gets nowhere.
+#[tokio::test]
+async fn a_proof_key_under_2048_bits_is_refused() {
+    let h = Harness::start().await;
+    let weak = tokio::task::spawn_blocking(|| DpopKey {
+        key: portcullis::testing::idp::SigningKey::generate_bits("dpop", 1024),
+    })
+    .await
+    .unwrap();
+    let token = bound_token(&h, &weak, "profile test_api_access");
+    let url = format!("{}/api/private-scoped/x", h.public());
+    let proof = weak.proof("GET", &url, Some(&token));
+    let before = h.upstream.count();
+    let r = dpop_get(&h, "/api/private-scoped/x", &token, &[&proof]).await;
+    assert_dpop_refusal(
+        &r,
+        "invalid_dpop_proof",
+        "the DPoP proof's signature is invalid",
+    );
+    assert_eq!(h.upstream.count(), before);
+}
+
 #[tokio::test]
 async fn the_dpop_scheme_needs_a_bound_token() {
     let h = Harness::start().await;

@@ -188,6 +188,23 @@ async fn provider_errors_and_bad_id_tokens_never_make_a_session() {
     assert_eq!(h.upstream.count(), 0);
 }
 
+/// An ID token is held to the key rules of every other token: signed by an RSA key under
+/// 2048 bits (RFC 7518 §3.3), it makes no session.
+#[tokio::test]
+async fn an_id_token_signed_by_an_rsa_key_under_2048_bits_makes_no_session() {
+    let h = Harness::start().await;
+    let weak = tokio::task::spawn_blocking(|| {
+        portcullis::testing::idp::SigningKey::generate_bits("weak", 1024)
+    })
+    .await
+    .unwrap();
+    h.idp.publish(weak, true);
+    let (b, r) = logged_in(&h, "alice", "/x").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(!b.jar.contains_key("portcullis"));
+    assert_eq!(h.upstream.count(), 0);
+}
+
 #[tokio::test]
 async fn tampered_and_swapped_cookies_are_no_session() {
     let h = Harness::start().await;

@@ -6,6 +6,7 @@
 #   bash benches/peers/run.sh                      # every peer, 2 rounds of 10 s runs
 #   PEERS="portcullis nginx" bash benches/peers/run.sh
 #   WRITE=/tmp/peers.md bash benches/peers/run.sh  # also write the table to that file
+#   COLD=0 bash benches/peers/run.sh               # without the cold-token runs
 #
 # Started, all on 127.0.0.1, each from the configuration file beside this script:
 #   pass-through   examples/passthrough.rs, the do-nothing hyper proxy (the baseline)
@@ -38,7 +39,16 @@
 # is the user + system CPU time of the proxy's processes (master and workers, from
 # /proc/PID/stat) per request of the measured run; peak RSS is the sum of VmHWM over
 # those processes at the end (for the multi-process peers, pages they share are counted
-# once per process). Not part of cargo test or .ci/run.
+# once per process).
+#
+# Cold tokens (unless COLD=0): the same rounds again, but every request carries another of
+# COLD_N (20000) distinct valid tokens that differ only in their jti (benches/load/cold.lua,
+# round-robin), so no proxy can answer from a cache of verified tokens and every request
+# costs a signature check. portcullis runs them as a second instance with
+# tokens.cache_size = 0 (with the cache, a 10000-entry cache answers about 45 % of a
+# 20000-token cycle), and its cache hits are read from /metrics (0). A second table shows
+# these runs, with each proxy's throughput against Apache's. Not part of cargo test or
+# .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -48,6 +58,7 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 PEERS=${PEERS:-"portcullis nginx apache oauth2-proxy oathkeeper"}
+COLD=${COLD:-1}
 WRITE=${WRITE:-}
 OAUTH2_PROXY_VERSION=v7.15.6
 OATHKEEPER_VERSION=v0.40.9
@@ -71,8 +82,11 @@ if ! command -v wrk >/dev/null 2>&1 && ! apt_install wrk; then
     exit 1
 fi
 
+if [ "$COLD" = 1 ]; then export BENCH_COLD_TOKENS=${BENCH_COLD_TOKENS:-20000}; fi
 # shellcheck source=benches/load/common.sh
 . benches/load/common.sh
+# The provider signs the cold tokens on every core: wait before measuring anything.
+if [ "$COLD" = 1 ]; then wait_cold_tokens; fi
 
 ulimit -n 65536 2>/dev/null || true
 
@@ -109,7 +123,7 @@ render() {
 }
 
 JWKS="$ISSUER/protocol/openid-connect/certs"
-declare -A PID PORT VERSION REFUSES
+declare -A PID PORT VERSION REFUSES ADMIN
 started=()
 
 wait_up() { # name url: waits for any HTTP answer from url while the process lives
@@ -143,15 +157,19 @@ start_passthrough() {
     wait_up pass-through "http://127.0.0.1:$P/"
 }
 
+# start_portcullis [NAME CACHE_SIZE]: portcullis, or (for the cold runs) a second
+# instance with another cache size
 start_portcullis() {
-    local d=$tmp/portcullis admin
+    local name=${1:-portcullis} cache=${2:-10000} d admin
+    d=$tmp/$name
     mkdir -p "$d"
-    PORT[portcullis]=$(free_port) admin=$(free_port)
-    render "$HERE/portcullis.toml" "$d/gateway.toml" PORT="${PORT[portcullis]}" \
-        ADMIN_PORT="$admin" UPSTREAM="$U" ISSUER="$ISSUER"
-    launch portcullis "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$d/gateway.toml"
-    VERSION[portcullis]="$(git describe --always --dirty 2>/dev/null || echo unknown)"
-    wait_up portcullis "http://127.0.0.1:$admin/readyz"
+    PORT[$name]=$(free_port) admin=$(free_port)
+    render "$HERE/portcullis.toml" "$d/gateway.toml" PORT="${PORT[$name]}" \
+        ADMIN_PORT="$admin" UPSTREAM="$U" ISSUER="$ISSUER" CACHE_SIZE="$cache"
+    launch "$name" "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$d/gateway.toml"
+    VERSION[$name]="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+    ADMIN[$name]=$admin
+    wait_up "$name" "http://127.0.0.1:$admin/readyz"
     wait_http "http://127.0.0.1:$admin/readyz" 200
 }
 
@@ -316,10 +334,12 @@ for name in $PEERS; do
     esac && probe "$name" && started+=("$name") || true
 done
 
-# measure PID URL -> "rps p99_ms cpu_us_per_request non2xx"
+# measure PID URL [cold] -> "rps p99_ms cpu_us_per_request non2xx"; with "cold", every
+# request carries another of the cold tokens
 measure() {
     local pid=$1 url=$2 out t0 t1
     local hdr=(-H "Authorization: Bearer $TOKEN")
+    [ "${3:-}" = cold ] && hdr=(-s benches/load/cold.lua)
     wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${hdr[@]}" "$url" >/dev/null 2>&1
     t0=$(cpu_ticks "$pid")
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" || true)
@@ -353,6 +373,53 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# The cold-token rounds: the same order, every request another valid token; portcullis
+# is a second instance without the verified-token cache (portcullis-cold).
+declare -A C_RPS C_RATIO C_P99 C_CPU C_BAD CDEAD
+CB_RPS="" CB_P99="" CB_CPU="" cold_cache="" cold=()
+if [ "$COLD" = 1 ] && [ ${#started[@]} -gt 0 ]; then
+    wait_cold_tokens
+    first_cold="Authorization: Bearer $(head -n 1 "$COLD_TOKENS")"
+    for name in "${started[@]}"; do
+        [ -n "${DEAD[$name]:-}" ] && continue
+        target=$name
+        if [ "$name" = portcullis ]; then
+            start_portcullis portcullis-cold 0 || continue
+            target=portcullis-cold
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "$first_cold" "http://127.0.0.1:${PORT[$target]}/api/x" || true)
+        if [ "$code" != 200 ]; then
+            note "$name: a cold token got $code, not 200 (no cold runs)"
+            continue
+        fi
+        cold+=("$name")
+    done
+    [ -n "${ADMIN[portcullis-cold]:-}" ] && read -r hits0 _ < <(cache_counts "${ADMIN[portcullis-cold]}")
+    for round in $(seq 1 "$ROUNDS"); do
+        for name in "${cold[@]}"; do
+            [ -n "${CDEAD[$name]:-}" ] && continue
+            target=$name
+            [ "$name" = portcullis ] && target=portcullis-cold
+            read -r brps bp99 bcpu _ < <(measure "${PID[pass-through]}" "http://127.0.0.1:$P/api/x" cold)
+            read -r rps p99 cpu bad < <(measure "${PID[$target]}" "http://127.0.0.1:${PORT[$target]}/api/x" cold)
+            if ! kill -0 "${PID[$target]}" 2>/dev/null || [ "$rps" = 0 ]; then
+                note "$name: stopped answering during cold round $round ($(tail -n 2 "$tmp/$target/log" | tr '\n' ' '))"
+                CDEAD[$name]=1
+                continue
+            fi
+            CB_RPS+=" $brps" CB_P99+=" $bp99" CB_CPU+=" $bcpu"
+            C_RPS[$name]+=" $rps" C_P99[$name]+=" $p99" C_CPU[$name]+=" $cpu" C_BAD[$name]+=" $bad"
+            C_RATIO[$name]+=" $(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.3f", a / b }')"
+            echo "  cold round $round $name: $rps req/s, pass-through $brps ($(awk -v a="$rps" -v b="$brps" 'BEGIN { printf "%.2f", a / b }')x)$([ "$bad" = 0 ] || echo ", $bad non-2xx")" >&2
+        done
+    done
+    if [ -n "${ADMIN[portcullis-cold]:-}" ]; then
+        read -r hits1 _ < <(cache_counts "${ADMIN[portcullis-cold]}")
+        cold_cache="portcullis ran these with \`tokens.cache_size = 0\` (a second instance, the same configuration otherwise): $((hits1 - hits0)) verified-token cache hits, so every request was a signature check"
+        echo "peers: $cold_cache" >&2
+    fi
+fi
+
 m() { median <<<"$1" | awk '{ printf "%.1f", $1 }'; }
 results=$tmp/peers.md
 {
@@ -366,6 +433,29 @@ results=$tmp/peers.md
         [ "$total_bad" -gt 0 ] && flag=" ($total_bad non-2xx responses!)"
         echo "| $name | ${VERSION[$name]} | ${REFUSES[$name]} | $(median <<<"${RPS[$name]}" | awk '{printf "%.0f", $1}')$flag | $(median <<<"${RATIO[$name]}" | awk '{printf "%.2f", $1}') | $(m "${CPU[$name]}") | $(median <<<"${P99[$name]}" | awk '{printf "%.2f", $1}') | $(tree_hwm "${PID[$name]}") |"
     done
+    if [ -n "$CB_RPS" ]; then
+        echo
+        echo "Cold tokens: every request another valid token ($COLD_N distinct, round-robin), so every request is a signature check."
+        echo
+        echo "| proxy | cold req/s | x pass-through | x apache | CPU us/req | p99 ms |"
+        echo "| --- | --- | --- | --- | --- | --- |"
+        echo "| pass-through (baseline) | $(median <<<"$CB_RPS" | awk '{printf "%.0f", $1}') | 1.00 | | $(m "$CB_CPU") | $(median <<<"$CB_P99" | awk '{printf "%.2f", $1}') |"
+        apache_rps=""
+        [ -n "${C_RPS[apache]:-}" ] && apache_rps=$(median <<<"${C_RPS[apache]}")
+        for name in "${cold[@]}"; do
+            [ -n "${C_RPS[$name]:-}" ] || continue
+            flag=""
+            total_bad=$(tr ' ' '\n' <<<"${C_BAD[$name]}" | awk '{ s += $1 } END { print s + 0 }')
+            [ "$total_bad" -gt 0 ] && flag=" ($total_bad non-2xx responses!)"
+            rps=$(median <<<"${C_RPS[$name]}")
+            vs_apache=""
+            [ -n "$apache_rps" ] && [ "$name" != nginx ] && vs_apache=$(awk -v a="$rps" -v b="$apache_rps" 'BEGIN { printf "%.2f", a / b }')
+            label=$name
+            [ "$name" = portcullis ] && label="portcullis (cache off)"
+            echo "| $label | $(awk -v r="$rps" 'BEGIN {printf "%.0f", r}')$flag | $(median <<<"${C_RATIO[$name]}" | awk '{printf "%.2f", $1}') | $vs_apache | $(m "${C_CPU[$name]}") | $(median <<<"${C_P99[$name]}" | awk '{printf "%.2f", $1}') |"
+        done
+        [ -n "$cold_cache" ] && { echo; echo "- $cold_cache"; }
+    fi
     for n in "${notes[@]}"; do echo; echo "- not measured: $n"; done
 } > "$results"
 

@@ -160,7 +160,7 @@ pub fn verify_proof<'v>(
     let (key, thumbprint) = public_key(header.get("jwk"), alg)?;
     let (h, p, sig) = jose::split(proof).map_err(|_| ProofError::Malformed)?;
     let message = &proof.as_bytes()[..h.len() + 1 + p.len()];
-    if !jsonwebtoken::crypto::verify(sig, message, &key, alg).unwrap_or(false) {
+    if !super::ring_crypto::verify(sig, message, &key, alg) {
         return Err(ProofError::Signature);
     }
     let claims = jose::claims(proof).map_err(|_| ProofError::Malformed)?;

@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 
 use super::provider::{ProviderClient, ProviderError, ProviderMetadata};
+use super::ring_crypto;
 use crate::metrics::Metrics;
 
 /// The shortest time between two fetches caused by unknown `kid`s.
@@ -94,6 +95,16 @@ impl KeySet {
             let Ok(key) = DecodingKey::from_jwk(jwk) else {
                 continue;
             };
+            // Kept, so its tokens get the usual answer for a bad signature; but say why.
+            if let Some(bits) = ring_crypto::rsa_modulus_bits(&key) {
+                if bits < ring_crypto::MIN_RSA_BITS {
+                    tracing::warn!(
+                        kid = jwk.common.key_id.as_deref().unwrap_or(""),
+                        bits,
+                        "an RSA key of the provider is shorter than 2048 bits: tokens it signs are refused"
+                    );
+                }
+            }
             let key = Arc::new(Key {
                 kid: jwk.common.key_id.clone(),
                 alg,
@@ -177,7 +188,7 @@ pub fn verify_with(token: &str, alg: Algorithm, keys: &[Arc<Key>]) -> Result<(),
     let message = &token.as_bytes()[..h.len() + 1 + p.len()];
     let verified = keys
         .iter()
-        .any(|key| jsonwebtoken::crypto::verify(sig, message, &key.key, alg).unwrap_or(false));
+        .any(|key| ring_crypto::verify(sig, message, &key.key, alg));
     if verified {
         Ok(())
     } else {
@@ -204,6 +215,9 @@ pub struct JwksCache {
 
 impl JwksCache {
     pub fn new(issuer: String, client: ProviderClient, metrics: Arc<Metrics>) -> Arc<Self> {
+        // Whatever else in the process uses `jsonwebtoken` then verifies with ring too
+        // (the gateway's own checks call ring directly, installed or not).
+        super::ring_crypto::install();
         Arc::new(JwksCache {
             issuer,
             client,

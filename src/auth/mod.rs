@@ -14,6 +14,7 @@ pub mod logout_token;
 pub mod oidc;
 pub mod provider;
 pub mod refresh;
+pub mod ring_crypto;
 pub mod session;
 pub mod sessions;
 pub mod store;

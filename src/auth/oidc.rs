@@ -15,7 +15,7 @@ use openidconnect::{
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::jwks::{JwksCache, KeySet};
+use super::jwks::{verify_with, JwksCache, KeyFamily, KeySet};
 use super::provider::{ProviderClient, ProviderMetadata};
 use super::session::{random_token, LoginState};
 use crate::config::Config;
@@ -279,6 +279,15 @@ impl Oidc {
         if let Some(kid) = header.kid.as_deref() {
             if !keys.has_kid(kid) {
                 keys = jwks.refetch_for_unknown_kid_patiently(kid).await;
+            }
+        }
+        // ring checks the signature first, under the key rules of every other token (an
+        // RSA key under 2048 bits never verifies); openidconnect then checks it again,
+        // with the allowed algorithms, the claims and the nonce.
+        if let Some(alg) = header.alg.filter(|a| KeyFamily::of(*a).is_some()) {
+            let candidates = keys.candidates(header.kid.as_deref(), alg);
+            if !candidates.is_empty() && verify_with(&raw, alg, &candidates).is_err() {
+                return Err(OidcError::IdToken("the signature does not verify".into()));
             }
         }
         let client = self.client(meta, &keys)?;

@@ -26,8 +26,13 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn generate(kid: &str) -> SigningKey {
+        SigningKey::generate_bits(kid, 2048)
+    }
+
+    /// A key with a modulus of `bits` bits (the gateway refuses fewer than 2048).
+    pub fn generate_bits(kid: &str, bits: usize) -> SigningKey {
         let mut rng = rsa::rand_core::OsRng;
-        let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
+        let private = rsa::RsaPrivateKey::new(&mut rng, bits).expect("RSA key generation");
         let pem = private
             .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
             .expect("PEM encoding");
@@ -315,11 +320,15 @@ impl TestIdp {
     /// Publishes a new key that signs from now on; `keep_old` keeps the previous ones in the JWKS.
     pub async fn rotate(&self, kid: &str, keep_old: bool) -> Arc<SigningKey> {
         let kid = kid.to_owned();
-        let key = Arc::new(
-            tokio::task::spawn_blocking(move || SigningKey::generate(&kid))
-                .await
-                .expect("keygen"),
-        );
+        let key = tokio::task::spawn_blocking(move || SigningKey::generate(&kid))
+            .await
+            .expect("keygen");
+        self.publish(key, keep_old)
+    }
+
+    /// Publishes `key`, which signs from now on; `keep_old` keeps the previous ones.
+    pub fn publish(&self, key: SigningKey, keep_old: bool) -> Arc<SigningKey> {
+        let key = Arc::new(key);
         let mut keys = self.state.keys.lock().unwrap();
         if !keep_old {
             keys.clear();
