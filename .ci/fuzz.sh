@@ -17,6 +17,8 @@
 #                     directory); never inside the committed corpus
 #   FUZZ_TARGET_DIR   cargo target dir of the fuzz build (default: outside the checkout,
 #                     $XDG_CACHE_HOME/portcullis-fuzz/target, so later runs reuse it)
+#   FUZZ_CACHE_MB     size past which that target dir is emptied before the build
+#                     (default 4096)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -90,6 +92,14 @@ build() {
     t=$(date +%s)
     echo "building the fuzz targets with $label (target dir $target_dir)"
     command -v flock >/dev/null 2>&1 && flock 9
+    # Every commit builds new artifacts beside the old ones; a cache past FUZZ_CACHE_MB
+    # (default 4096) starts over rather than fill the disk (the build takes ~2 minutes).
+    local size_mb
+    size_mb=$(du -sm "$target_dir" 2>/dev/null | cut -f1)
+    if [ "${size_mb:-0}" -gt "${FUZZ_CACHE_MB:-4096}" ]; then
+        echo "fuzz target dir holds ${size_mb} MB: starting it over"
+        find "$target_dir" -mindepth 1 -maxdepth 1 ! -name .portcullis-fuzz.lock -exec rm -rf {} +
+    fi
     (cd fuzz && fuzz build --target-dir "$target_dir") >"$out/build-$1.log" 2>&1 || rc=$?
     if [ "$rc" -eq 0 ]; then
         for target in $targets; do
