@@ -57,6 +57,9 @@ pub struct Upstream {
     pub origin: String,
 }
 
+/// Idle upstream connections kept for reuse, per upstream, across all workers.
+const IDLE_UPSTREAM_CONNECTIONS: usize = 1024;
+
 impl Upstream {
     /// `pools`: how many connection pools (the per-core workers; 1 for a shared runtime).
     pub fn new(s: &UpstreamSettings, pools: usize) -> Result<Self, String> {
@@ -80,13 +83,14 @@ impl Upstream {
             .wrap_connector(http);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.http2_only(s.http2);
+        // At most 1024 idle upstream connections in all, split across the pools: a burst
+        // of client connections must not leave each worker holding a thousand.
+        let pools = pools.max(1);
         builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024);
-        let clients = (0..pools.max(1))
-            .map(|_| builder.build(https.clone()))
-            .collect();
+            .pool_max_idle_per_host((IDLE_UPSTREAM_CONNECTIONS / pools).max(64));
+        let clients = (0..pools).map(|_| builder.build(https.clone())).collect();
         let scheme = if s.url.scheme() == "https" {
             Scheme::HTTPS
         } else {
