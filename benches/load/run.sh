@@ -31,12 +31,14 @@ cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-CONNS=${CONNS:-"32 256"}
+# CONNS="" runs no load: only the idle-connection measurement.
+CONNS=${CONNS-"32 256"}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-10000}
 WRITE=${WRITE:-}
 SCENARIOS=${SCENARIOS:-"public bearer session deny cold"}
+[ -n "$CONNS" ] || SCENARIOS=""
 
 if ! command -v wrk >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -54,7 +56,11 @@ if [[ " $SCENARIOS " == *" cold "* ]]; then export BENCH_COLD_TOKENS=${BENCH_COL
 ulimit -n 65536 2>/dev/null || ulimit -n 20000 2>/dev/null || true
 # PT_PER_CORE=N: the pass-through in the thread-per-core layout too (N threads).
 PER_CORE=${PT_PER_CORE:-0} "$REL/examples/passthrough" "127.0.0.1:$P" "http://127.0.0.1:$U" & PT=$!; pids+=($PT)
-"${GATEWAY_BIN:-$REL/portcullis}" serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
+# The idle test holds its connections longer than the default 10 s keep-alive limit
+# (opening 10 000 of them takes seconds): without this the first ones would be closed
+# before the RSS is read, and fewer than IDLE would be measured.
+PORTCULLIS_SERVER__HEADER_READ_TIMEOUT=${IDLE_TIMEOUT:-120s} \
+    "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$tmp/gateway.toml" 2>"$tmp/gateway.log" & GW=$!; pids+=($GW)
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/" 200
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$G/api/x" >/dev/null
@@ -138,7 +144,8 @@ PY
     idle_pid=$!; pids+=($idle_pid)
     for _ in $(seq 1 1200); do [ -s "$tmp/idle.done" ] && break; sleep 0.1; done
     held=$(cat "$tmp/idle.done" 2>/dev/null || echo 0)
-    idle_line="$held idle keep-alive connections: RSS $(rss "$GW") MB (before: $before MB)"
+    open_now=$(ss -Htn state established "( sport = :$G )" 2>/dev/null | wc -l)
+    idle_line="$held idle keep-alive connections ($open_now open on the gateway when measured): RSS $(rss "$GW") MB (before: $before MB)"
     echo "$idle_line" >&2
     kill "$idle_pid" 2>/dev/null || true
 fi
