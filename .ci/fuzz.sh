@@ -93,7 +93,7 @@ build() {
     echo "building the fuzz targets with $label (target dir $target_dir)"
     command -v flock >/dev/null 2>&1 && flock 9
     # Every commit builds new artifacts beside the old ones; a cache past FUZZ_CACHE_MB
-    # (default 4096) starts over rather than fill the disk (the build takes ~2 minutes).
+    # (default 4096) starts over rather than fill the disk (a build from nothing takes ~5 minutes).
     local size_mb
     size_mb=$(du -sm "$target_dir" 2>/dev/null | cut -f1)
     if [ "${size_mb:-0}" -gt "${FUZZ_CACHE_MB:-4096}" ]; then

@@ -83,8 +83,8 @@ impl Upstream {
             .wrap_connector(http);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.http2_only(s.http2);
-        // At most 1024 idle upstream connections in all, split across the pools: a burst
-        // of client connections must not leave each worker holding a thousand.
+        // Split across the pools (at least 64 each): a burst of client connections must
+        // not leave every worker holding a thousand idle upstream connections.
         let pools = pools.max(1);
         builder
             .pool_timer(TokioTimer::new())
