@@ -119,13 +119,17 @@ echo "baseline (pass-through) peak RSS: $PT_PEAK MB" >&2
 echo "portcullis peak RSS under load: $GW_PEAK MB" >&2
 
 idle_line=""
-if [ "$IDLE" -gt 0 ]; then
-    before=$(rss "$GW")
-    python3 - "$G" "$IDLE" "$tmp/idle.done" <<'PY' &
+# idle_test PID PORT: opens IDLE keep-alive connections to PORT, one request each, and
+# reads the process's RSS while all of them are open and idle; prints one line.
+idle_test() {
+    local proc=$1 port=$2 before held open_now upstream_now rss_now ipid
+    before=$(rss "$proc")
+    rm -f "$tmp/idle.done"
+    python3 - "$port" "$IDLE" "$tmp/idle.done" "${IDLE_PATH:-/public/x}" <<'PY' &
 import socket, sys, time, os
-port, n, done = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, done, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 socks = []
-req = b"GET /public/x HTTP/1.1\r\nHost: bench\r\n\r\n"
+req = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\n\r\n"
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(req)
@@ -141,13 +145,30 @@ for s in socks:  # read each response so the connection is idle, kept alive
 open(done, "w").write(str(len(socks)))
 time.sleep(30)
 PY
-    idle_pid=$!; pids+=($idle_pid)
+    ipid=$!; pids+=($ipid)
     for _ in $(seq 1 1200); do [ -s "$tmp/idle.done" ] && break; sleep 0.1; done
     held=$(cat "$tmp/idle.done" 2>/dev/null || echo 0)
-    open_now=$(ss -Htn state established "( sport = :$G )" 2>/dev/null | wc -l)
-    idle_line="$held idle keep-alive connections ($open_now open on the gateway when measured): RSS $(rss "$GW") MB (before: $before MB)"
-    echo "$idle_line" >&2
-    kill "$idle_pid" 2>/dev/null || true
+    for i in $(seq 1 "${IDLE_WAIT:-0}"); do sleep 1; echo "  idle ${i}s: RSS $(rss "$proc") MB" >&2; done
+    open_now=$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)
+    # The upstream connections the proxy keeps idle in its pool hold memory too.
+    upstream_now=$(ss -Htnp state established "( dport = :$U )" 2>/dev/null | grep -c "pid=$proc," || true)
+    rss_now=$(rss "$proc")
+    kill "$ipid" 2>/dev/null || true
+    wait "$ipid" 2>/dev/null || true
+    # Let the proxy see the closes before the next test.
+    for _ in $(seq 1 100); do
+        [ "$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)" -lt 10 ] && break
+        sleep 0.1
+    done
+    echo "$held idle keep-alive connections ($open_now open when measured, $upstream_now upstream connections kept): RSS $rss_now MB (before: $before MB)"
+}
+if [ "$IDLE" -gt 0 ]; then
+    # The pass-through first: what hyper itself holds per connection, the floor.
+    pt_idle=$(idle_test "$PT" "$P")
+    echo "pass-through: $pt_idle" >&2
+    gw_idle=$(idle_test "$GW" "$G")
+    echo "portcullis: $gw_idle" >&2
+    idle_line="portcullis: $gw_idle; pass-through: $pt_idle"
 fi
 
 if [ -n "$WRITE" ]; then
