@@ -145,7 +145,7 @@ for s in socks:  # read each response so the connection is idle, kept alive
 open(done, "w").write(str(len(socks)))
 time.sleep(30)
 PY
-    ipid=$!; pids+=($ipid)
+    ipid=$!  # runs in a command substitution: killed and waited for below, not via pids
     for _ in $(seq 1 1200); do [ -s "$tmp/idle.done" ] && break; sleep 0.1; done
     held=$(cat "$tmp/idle.done" 2>/dev/null || echo 0)
     for i in $(seq 1 "${IDLE_WAIT:-0}"); do sleep 1; echo "  idle ${i}s: RSS $(rss "$proc") MB" >&2; done
