@@ -76,7 +76,7 @@ pub async fn forward(
     {
         return Err(ForwardError::WebSocketOrigin);
     }
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.then(|| websocket::ClientUpgrade::take(&mut req));
     let query = req.uri().query().map(str::to_owned);
     let authority = req.uri().authority().cloned();
     let (mut parts, body) = req.into_parts();

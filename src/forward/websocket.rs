@@ -9,12 +9,66 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// A client connection once it switched protocols.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// How the client's side of an upgrade arrives. A connection served by hyper's own
+/// upgrade support hands it over through hyper; a plain HTTP/1.1 connection that the
+/// listener takes back from hyper between requests (to hold no buffers while idle) hands
+/// it over itself, through a [`HandOff`] in the request's extensions.
+pub enum ClientUpgrade {
+    Hyper(OnUpgrade),
+    HandOff(oneshot::Receiver<Box<dyn Io>>),
+}
+
+/// The listener's promise, put into an upgrade request's extensions, to send the
+/// connection once the `101` response is written.
+#[derive(Clone)]
+pub struct HandOff(Arc<Mutex<Option<oneshot::Receiver<Box<dyn Io>>>>>);
+
+impl HandOff {
+    /// The promise, and the sender the listener keeps.
+    pub fn new() -> (HandOff, oneshot::Sender<Box<dyn Io>>) {
+        let (tx, rx) = oneshot::channel();
+        (HandOff(Arc::new(Mutex::new(Some(rx)))), tx)
+    }
+}
+
+impl ClientUpgrade {
+    /// Takes the client's side of an upgrade out of its request.
+    pub fn take<B>(req: &mut http::Request<B>) -> ClientUpgrade {
+        let handed = req
+            .extensions_mut()
+            .remove::<HandOff>()
+            .and_then(|h| h.0.lock().ok().and_then(|mut rx| rx.take()));
+        match handed {
+            Some(rx) => ClientUpgrade::HandOff(rx),
+            None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    async fn connection(self) -> std::io::Result<Box<dyn Io>> {
+        match self {
+            ClientUpgrade::Hyper(on) => on
+                .await
+                .map(|u| Box::new(TokioIo::new(u)) as Box<dyn Io>)
+                .map_err(std::io::Error::other),
+            ClientUpgrade::HandOff(rx) => rx
+                .await
+                .map_err(|_| std::io::Error::other("the connection was not handed over")),
+        }
+    }
+}
 
 /// A browser session's cookie rides along on cross-site requests, so an upgrade that a
 /// cookie authenticates must come from the gateway's own origin (`public_url`).
@@ -62,11 +116,11 @@ fn close_to_upstream() -> [u8; 8] {
 
 /// Copies bytes both ways between the client and the upstream until either side closes;
 /// with a `watch`, also until the session it was opened on ends.
-pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, watch: Option<Watch>) {
+pub fn tunnel(client: ClientUpgrade, upstream: OnUpgrade, watch: Option<Watch>) {
     tokio::spawn(async move {
-        match tokio::try_join!(client, upstream) {
-            Ok((client, upstream)) => {
-                let mut client = TokioIo::new(client);
+        let upstream = async { upstream.await.map_err(std::io::Error::other) };
+        match tokio::try_join!(client.connection(), upstream) {
+            Ok((mut client, upstream)) => {
                 let mut upstream = TokioIo::new(upstream);
                 let result = match watch {
                     None => tokio::io::copy_bidirectional(&mut client, &mut upstream)

@@ -19,22 +19,20 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::connection::{Activity, Rewind, Tracked};
+use super::keepalive;
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
 use crate::pipeline::{self, ConnInfo};
@@ -99,8 +97,9 @@ impl Protocols {
         S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
             + Clone
             + Send
+            + Unpin
             + 'static,
-        S::Future: Send + 'static,
+        S::Future: Send + Unpin + 'static,
     {
         let mut seen = [0u8; 24];
         let mut len = 0;
@@ -122,16 +121,12 @@ impl Protocols {
             // Closed, failed, or silent for too long before saying anything.
             _ => return,
         }
-        let io = Rewind {
-            seen,
-            pos: 0,
-            len: len as u8,
-            inner: stream,
-        };
+        let io = Rewind::new(seen, len as u8, stream);
         if len == H2_PREFACE.len() && seen == *H2_PREFACE {
             self.serve_h2(io, svc, stop).await;
         } else {
-            self.serve_h1(io, svc, stop).await;
+            let (h1, limit) = (&self.h1, self.header_read_timeout);
+            keepalive::serve(h1, limit, &self.metrics, io, svc, stop).await;
         }
     }
 
@@ -168,12 +163,13 @@ impl Protocols {
             + Clone
             + Send
             + 'static,
-        S::Future: Send + 'static,
+        S::Future: Send + Unpin + 'static,
     {
         let activity = Arc::new(Activity::new());
         let svc = Tracked {
             inner: svc,
             activity: activity.clone(),
+            upgrades: None,
         };
         // Boxed: HTTP/2 state is large, and an HTTP/1.1 task should not be sized for it.
         let mut conn = Box::pin(self.h2.serve_connection(TokioIo::new(io), svc));
@@ -202,184 +198,10 @@ impl Protocols {
     }
 }
 
-// === impl Activity ===
-
-/// The open streams of one HTTP/2 connection, and since when it has had none.
-struct Activity {
-    /// Streams whose response has not ended yet (counted until the body is done).
-    open: AtomicUsize,
-    /// When the last stream ended (or the connection started), as time since `epoch`.
-    idle_since_ms: AtomicU64,
-    epoch: Instant,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            open: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn begin(self: &Arc<Self>) -> StreamGuard {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(self.clone())
-    }
-
-    /// Resolves once the connection has had no open stream for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-            let deadline = self.epoch + since + limit;
-            tokio::time::sleep_until(deadline.into()).await;
-            let still = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-            if self.open.load(Ordering::Acquire) == 0 && still == since {
-                return;
-            }
-            if self.open.load(Ordering::Acquire) > 0 {
-                // Busy: look again one period from now (a stream ending resets the clock).
-                tokio::time::sleep(limit).await;
-            }
-        }
-    }
-}
-
-/// Marks one stream open until dropped (with its response body).
-struct StreamGuard(Arc<Activity>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let a = &self.0;
-        let now = u64::try_from(a.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        a.idle_since_ms.store(now, Ordering::Release);
-        a.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps its stream counted as open until it ends or is dropped.
-    struct TrackedBody {
-        #[pin]
-        inner: Body,
-        guard: Option<StreamGuard>,
-    }
-}
-
-impl HttpBody for TrackedBody {
-    type Data = <Body as HttpBody>::Data;
-    type Error = <Body as HttpBody>::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            this.guard.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The HTTP/2 service: the gateway's, with every stream counted in [`Activity`].
-#[derive(Clone)]
-struct Tracked<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S> Service<http::Request<Incoming>> for Tracked<S>
-where
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<TrackedBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let guard = self.activity.begin();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await?;
-            Ok(resp.map(|inner| TrackedBody {
-                inner,
-                guard: Some(guard),
-            }))
-        })
-    }
-}
-
 /// Resolves once shutdown has been requested (at once if it already was).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which only happens once everything stops.
     let _ = stop.wait_for(|s| *s).await;
-}
-
-/// A stream whose first bytes were already read (to tell the protocol) and are handed
-/// out again before the rest.
-struct Rewind {
-    seen: [u8; 24],
-    pos: u8,
-    len: u8,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let (pos, len) = (usize::from(self.pos), usize::from(self.len));
-        if pos < len {
-            let n = (len - pos).min(buf.remaining());
-            buf.put_slice(&self.seen[pos..pos + n]);
-            self.pos += n as u8;
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// The places of `server.max_connections`.

@@ -2,6 +2,8 @@
 //! listener, plus the graceful shutdown that drains both.
 
 pub mod admin;
+mod connection;
+mod keepalive;
 pub mod listener;
 pub mod reload;
 pub mod workers;
