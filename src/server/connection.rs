@@ -230,10 +230,15 @@ impl Rewind {
         }
     }
 
-    /// Puts back in front bytes that were read from this stream but not used.
+    /// Puts back in front bytes that were read from this stream but not used. They are
+    /// copied: `unread` is a slice of hyper's read buffer and would keep all of it alive.
     pub(super) fn put_back(&mut self, unread: Bytes) {
         debug_assert!(self.extra.is_empty());
-        self.extra = unread;
+        self.extra = if unread.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&unread)
+        };
     }
 
     /// Are there bytes to hand out before the socket's?
