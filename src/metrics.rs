@@ -55,6 +55,7 @@ pub struct Metrics {
     connections_open: IntGauge,
     connections_at_limit: Counter,
     idle_closed: Family<KindLabel, Counter>,
+    parked: Counter,
     store_latency: Family<OpLabel, Histogram>,
     store_errors: Family<OpLabel, Counter>,
 }
@@ -191,8 +192,14 @@ impl Metrics {
         let idle_closed = Family::<KindLabel, Counter>::default();
         registry.register(
             "connections_idle_closed",
-            "HTTP/2 connections closed for sending no complete request within header_read_timeout",
+            "Connections closed for sending no complete request within header_read_timeout",
             idle_closed.clone(),
+        );
+        let parked = Counter::default();
+        registry.register(
+            "connections_parked",
+            "Times an idle plain HTTP/1.1 connection gave its buffers back while it waits",
+            parked.clone(),
         );
         let refreshes_in_flight = IntGauge::default();
         registry.register(
@@ -238,6 +245,7 @@ impl Metrics {
             connections_open,
             connections_at_limit,
             idle_closed,
+            parked,
         }
     }
 
@@ -262,6 +270,10 @@ impl Metrics {
 
     pub fn idle_closed(&self, kind: &'static str) {
         self.idle_closed.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn connection_parked(&self) {
+        self.parked.inc();
     }
 
     pub fn session_started(&self) {

@@ -28,13 +28,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// it over itself, through a [`HandOff`] in the request's extensions.
 pub enum ClientUpgrade {
     Hyper(OnUpgrade),
-    HandOff(oneshot::Receiver<Box<dyn Io>>),
+    HandOff(Handed),
 }
+
+/// Where the listener sends a connection that switched protocols.
+type Handed = oneshot::Receiver<Box<dyn Io>>;
 
 /// The listener's promise, put into an upgrade request's extensions, to send the
 /// connection once the `101` response is written.
 #[derive(Clone)]
-pub struct HandOff(Arc<Mutex<Option<oneshot::Receiver<Box<dyn Io>>>>>);
+pub struct HandOff(Arc<Mutex<Option<Handed>>>);
 
 impl HandOff {
     /// The promise, and the sender the listener keeps.

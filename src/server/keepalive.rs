@@ -40,8 +40,15 @@ use crate::metrics::Metrics;
 use crate::response::Body;
 
 /// How long a connection serves nothing before it gives its buffers back. Long enough
-/// that a connection in steady use never pays for a new hyper connection.
+/// that a connection in steady use never pays for a new hyper connection. With a short
+/// `server.header_read_timeout` it is a quarter of that, so a connection still parks
+/// before it is closed for being idle.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a connection idles before it parks, under `header_read_timeout`.
+fn park_after(header_read_timeout: Duration) -> Duration {
+    PARK_AFTER.min(header_read_timeout / 4)
+}
 
 /// How one period of a connection under hyper ended.
 enum Ended {
@@ -79,9 +86,10 @@ pub(super) async fn serve<S>(
     // Set after a park: the deadline for a complete request head, and how many requests
     // had begun when it was set.
     let mut deadline: Option<(Instant, u64)> = None;
+    let park_after = park_after(header_read_timeout);
     loop {
         let mut conn = h1.serve_connection(TokioIo::new(io), svc.clone());
-        let ended = drive(&mut conn, &activity, &mut stop, deadline).await;
+        let ended = drive(&mut conn, &activity, &mut stop, deadline, park_after).await;
         let parked = match ended {
             Ended::Expired => {
                 metrics.idle_closed("http1");
@@ -109,6 +117,7 @@ pub(super) async fn serve<S>(
             let _ = io.shutdown().await;
             return;
         }
+        metrics.connection_parked();
         let idle_until = activity.idle_since() + header_read_timeout;
         if deadline.is_none_or(|(_, begun)| begun != activity.begun()) {
             deadline = Some((idle_until, activity.begun()));
@@ -135,6 +144,7 @@ async fn drive<S>(
     activity: &Activity,
     stop: &mut watch::Receiver<bool>,
     mut deadline: Option<(Instant, u64)>,
+    park_after: Duration,
 ) -> Ended
 where
     S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
@@ -142,7 +152,9 @@ where
     S::Future: Unpin,
 {
     let started = Instant::now();
-    let mut park = pin!(tokio::time::sleep_until((started + PARK_AFTER).into()));
+    // Requests begun before this hyper connection took over.
+    let begun_before = activity.begun();
+    let mut park = pin!(tokio::time::sleep_until((started + park_after).into()));
     let mut stopping = pin!(stopped(stop));
     let mut expiry = pin!(tokio::time::sleep_until(
         deadline.map_or(started, |(d, _)| d).into()
@@ -176,8 +188,12 @@ where
         }
         while park.as_mut().poll(cx).is_ready() {
             let quiet_since = activity.idle_since().max(started);
-            let due = quiet_since + PARK_AFTER;
-            if !activity.busy() && Instant::now() >= due {
+            let due = quiet_since + park_after;
+            // Only between requests: until this hyper connection has answered one, hyper
+            // would not hand it back at once but finish the request and close (and the
+            // deadline above still holds).
+            let answered = activity.begun() > begun_before && !activity.busy();
+            if answered && Instant::now() >= due {
                 // hyper closes an idle connection at once (a partly read request head
                 // stays in its read buffer and comes back with the connection).
                 finishing = Some(true);
@@ -185,10 +201,10 @@ where
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let next = if activity.busy() {
-                Instant::now() + PARK_AFTER
-            } else {
+            let next = if answered {
                 due
+            } else {
+                Instant::now() + park_after
             };
             park.as_mut().reset(next.into());
         }
