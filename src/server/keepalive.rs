@@ -88,7 +88,9 @@ pub(super) async fn serve<S>(
     let mut deadline: Option<(Instant, u64)> = None;
     let park_after = park_after(header_read_timeout);
     loop {
-        let mut conn = h1.serve_connection(TokioIo::new(io), svc.clone());
+        // Boxed: hyper's connection state is large, and a parked connection's task
+        // should not keep room for it.
+        let mut conn = Box::new(h1.serve_connection(TokioIo::new(io), svc.clone()));
         let ended = drive(&mut conn, &activity, &mut stop, deadline, park_after).await;
         let parked = match ended {
             Ended::Expired => {
