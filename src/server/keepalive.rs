@@ -36,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::connection::{Activity, Rewind, Tracked, UpgradeSlot};
+use super::memory;
 use crate::metrics::Metrics;
 use crate::response::Body;
 
@@ -120,6 +121,7 @@ pub(super) async fn serve<S>(
             return;
         }
         metrics.connection_parked();
+        memory::parked();
         let idle_until = activity.idle_since() + header_read_timeout;
         if deadline.is_none_or(|(_, begun)| begun != activity.begun()) {
             deadline = Some((idle_until, activity.begun()));

@@ -5,6 +5,7 @@ pub mod admin;
 mod connection;
 mod keepalive;
 pub mod listener;
+mod memory;
 pub mod reload;
 pub mod workers;
 
@@ -67,11 +68,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
     let (shutdown, rx) = watch::channel(false);
 
-    let background = gateway
+    let mut background: Vec<_> = gateway
         .issuer_keys
         .iter()
         .map(|k| tokio::spawn(k.clone().run(jwks_refresh)))
         .collect();
+    background.push(tokio::spawn(memory::run()));
     let slots = listener::slots(&gateway);
     let serving = match runtime {
         RuntimeKind::Shared => {

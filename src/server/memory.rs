@@ -1,0 +1,52 @@
+//! Giving the memory that parked connections freed back to the system.
+//!
+//! A parked connection frees hyper's buffers (about 24 KiB), but glibc's allocator keeps
+//! freed memory in its heaps while live allocations sit on either side of it, so the
+//! process would stay at the size of its busiest moment. After a batch of parks this
+//! asks glibc to return its free pages (`malloc_trim`): at most once a second, and only
+//! when at least [`TRIM_AFTER`] connections parked since the last time. Under steady load
+//! nothing parks (a connection in use never does), so nothing is trimmed. It runs on a
+//! blocking thread: glibc locks each arena while it walks it.
+//!
+//! Other allocators (musl's, or a replaced global allocator) return memory their own way;
+//! there this does nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Parks (about 24 KiB freed each) that make a trim worth its walk.
+pub const TRIM_AFTER: usize = 64;
+
+/// Parks since the last trim, in every listener of the process.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection that gave its buffers back.
+pub(super) fn parked() {
+    PARKED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Trims after each batch of parks, until the task is aborted.
+pub(super) async fn run() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if PARKED.load(Ordering::Relaxed) >= TRIM_AFTER {
+            PARKED.store(0, Ordering::Relaxed);
+            let _ = tokio::task::spawn_blocking(release).await;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release() {
+    // SAFETY: `malloc_trim` takes no pointers and only rearranges glibc's own free
+    // lists, under the same locks as every other allocator call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release() {}
