@@ -273,3 +273,47 @@ async fn a_shutdown_closes_parked_connections() {
         .expect("the shutdown finished")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_response_still_being_sent_to_a_slow_reader_is_not_cut() {
+    let h = Harness::start().await;
+    let gw = gateway(&h).await;
+    // A small receive window, so most of the 8 MiB waits in the gateway.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(gw.addr).await.unwrap();
+    s.write_all(get("/public/big").as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    s.read_exact(&mut got).await.unwrap();
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&got);
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = s.read_buf(&mut buf).await.unwrap();
+        assert!(n > 0);
+    };
+    let want = end + (8 << 20);
+    // From 2 MiB on, a pause longer than the park delay after every 512 KiB read: the
+    // body ends (hyper has taken all of it from upstream, the rest waits in the socket's
+    // send buffer and in hyper's) during one of them.
+    let mut next_pause = 2 << 20;
+    while buf.len() < want {
+        if buf.len() >= next_pause {
+            next_pause += 512 << 10;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut sip = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut sip))
+            .await
+            .expect("the rest of the response in time")
+            .unwrap();
+        assert!(n > 0, "closed after {} of {want} bytes", buf.len());
+        buf.extend_from_slice(&sip[..n]);
+    }
+    assert_eq!(buf.len(), want);
+    assert!(buf[end..].iter().all(|&b| b == b'x'));
+    // (The pauses add up to more than the idle limit, which hyper counts from the end of
+    // the response it wrote into its buffer, so the connection may be closed now.)
+}

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -35,6 +35,9 @@ pub(super) struct Activity {
     /// When the last request ended (or the connection started), as time since `epoch`.
     idle_since_ms: AtomicU64,
     epoch: Instant,
+    /// Did the last write to the socket wait for room? Then bytes of a response are still
+    /// in hyper's write buffer (the client reads slowly), and the connection is not idle.
+    write_blocked: AtomicBool,
 }
 
 impl Activity {
@@ -44,6 +47,7 @@ impl Activity {
             begun: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            write_blocked: AtomicBool::new(false),
         }
     }
 
@@ -58,9 +62,9 @@ impl Activity {
         self.begun.load(Ordering::Acquire)
     }
 
-    /// Is a request open?
+    /// Is a request open, or a response still being written?
     pub(super) fn busy(&self) -> bool {
-        self.open.load(Ordering::Acquire) > 0
+        self.open.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Acquire)
     }
 
     /// When the last request ended, or the connection opened if none has.
@@ -216,6 +220,8 @@ pub(super) struct Rewind {
     pos: u8,
     len: u8,
     pub(super) inner: TcpStream,
+    /// Told whether each write waited for room (see [`Activity::busy`]).
+    writes: Option<Arc<Activity>>,
 }
 
 impl Rewind {
@@ -227,7 +233,21 @@ impl Rewind {
             pos: 0,
             len,
             inner,
+            writes: None,
         }
+    }
+
+    /// From now on, tells `activity` whether the socket keeps writes waiting.
+    pub(super) fn report_writes(&mut self, activity: Arc<Activity>) {
+        self.writes = Some(activity);
+    }
+
+    /// Records the outcome of a write or flush.
+    fn wrote<T>(&self, r: Poll<T>) -> Poll<T> {
+        if let Some(a) = &self.writes {
+            a.write_blocked.store(r.is_pending(), Ordering::Release);
+        }
+        r
     }
 
     /// Puts back in front bytes that were read from this stream but not used. They are
@@ -276,7 +296,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -284,7 +305,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -292,10 +314,57 @@ impl AsyncWrite for Rewind {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_waiting_for_room_keeps_the_connection_busy() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connecting = tokio::spawn(TcpStream::connect(addr));
+        let (server, _) = listener.accept().await.unwrap();
+        let mut peer = connecting.await.unwrap().unwrap();
+        let activity = Arc::new(Activity::new());
+        let mut io = Rewind::new([0; 24], 0, server);
+        io.report_writes(activity.clone());
+        assert!(!activity.busy());
+
+        // The peer reads nothing: write until the socket has no room left.
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        loop {
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, &chunk)))
+                    .await;
+            match polled {
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => break,
+            }
+            assert!(!activity.busy(), "busy after a write that went through");
+        }
+        assert!(
+            activity.busy(),
+            "not busy with {sent} bytes waiting for room"
+        );
+
+        // The peer reads them all; the next write goes through and it is idle again.
+        let mut got = vec![0u8; sent];
+        peer.read_exact(&mut got).await.unwrap();
+        io.write_all(b"end").await.unwrap();
+        assert!(!activity.busy());
+        io.flush().await.unwrap();
+        assert!(!activity.busy());
     }
 }

@@ -6,6 +6,10 @@
 //! (its state is dropped, the buffers freed), waits for the next bytes with only the
 //! socket, and gets a new hyper connection when they arrive.
 //!
+//! Only a connection with nothing in flight parks: no request open, and no response
+//! still waiting in hyper's write buffer for a client that reads slowly (the socket's
+//! last write did not have to wait).
+//!
 //! What does not change for the client:
 //! - Bytes hyper had read but not used (a request head still arriving) are put back in
 //!   front of the socket, so nothing is lost or reordered.
@@ -78,6 +82,7 @@ pub(super) async fn serve<S>(
     S::Future: Send + Unpin + 'static,
 {
     let activity = Arc::new(Activity::new());
+    io.report_writes(activity.clone());
     let upgrades = UpgradeSlot::default();
     let svc = Tracked {
         inner: svc,

@@ -161,6 +161,10 @@ async fn answer(seen: Arc<Mutex<Vec<Seen>>>, mut req: Request<Incoming>) -> Resp
         );
         return r;
     }
+    if target.starts_with("/public/big") {
+        // 8 MiB: more than the socket buffers and hyper's together hold.
+        return Response::new(Full::new(Bytes::from(vec![b'x'; 8 << 20])));
+    }
     if target.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
