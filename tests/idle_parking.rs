@@ -71,6 +71,14 @@ async fn read_response(s: &mut TcpStream) -> RawResponse {
         .expect("a response in time")
 }
 
+/// A connection that has had one request (`/public/one`) answered.
+async fn answered(gw: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    s.write_all(get("/public/one").as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s).await.seen().target, "/public/one");
+    s
+}
+
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 }
@@ -89,9 +97,7 @@ async fn until_closed(s: &mut TcpStream) -> Vec<u8> {
 async fn a_parked_connection_serves_its_next_requests() {
     let h = Harness::start().await;
     let gw = gateway(&h).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(get("/public/one").as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s).await.seen().target, "/public/one");
+    let mut s = answered(gw.addr).await;
     for (n, path) in [(1, "/public/two"), (2, "/public/three")] {
         wait_parked(gw.admin_addr, n).await;
         s.write_all(get(path).as_bytes()).await.unwrap();
@@ -105,9 +111,7 @@ async fn a_parked_connection_serves_its_next_requests() {
 async fn a_request_head_split_across_a_park_is_served_whole() {
     let h = Harness::start().await;
     let gw = gateway(&h).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(get("/public/one").as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s).await.status, 200);
+    let mut s = answered(gw.addr).await;
     // Half a head before the park (hyper has read it when it hands the connection back),
     // the rest after.
     s.write_all(b"GET /public/two?q=1 HTTP/1.1\r\nHo")
@@ -131,17 +135,15 @@ async fn a_parked_connection_is_still_closed_at_the_idle_limit() {
         "portcullis_connections_idle_closed_total{kind=\"http1\"}",
     )
     .await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(get("/public/one").as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s).await.status, 200);
-    let answered = Instant::now();
+    let mut s = answered(gw.addr).await;
+    let since = Instant::now();
     wait_parked(gw.admin_addr, 1).await;
     let got = until_closed(&mut s).await;
     assert!(got.is_empty(), "{got:?}");
     assert!(
-        answered.elapsed() >= Duration::from_millis(700),
+        since.elapsed() >= Duration::from_millis(700),
         "closed after {:?}, before the idle limit",
-        answered.elapsed()
+        since.elapsed()
     );
     let closed = metric(
         gw.admin_addr,
@@ -153,9 +155,7 @@ async fn a_parked_connection_is_still_closed_at_the_idle_limit() {
     // The part of a head that came before the park does not buy more time, nor does one
     // that starts after it: the limit counts from the last response.
     for early in [true, false] {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(get("/public/one").as_bytes()).await.unwrap();
-        assert_eq!(read_response(&mut s).await.status, 200);
+        let mut s = answered(gw.addr).await;
         let before = parked(gw.admin_addr).await;
         if early {
             s.write_all(b"GET /public/two HTTP/1.1\r\n").await.unwrap();
@@ -193,15 +193,6 @@ async fn a_request_in_progress_is_not_parked() {
     assert_eq!(read_response(&mut s).await.seen().target, "/public/after");
 }
 
-/// A masked text frame, as a client sends it.
-fn text_frame(text: &str) -> Vec<u8> {
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
-    let mut f = vec![0x81, 0x80 | u8::try_from(text.len()).unwrap()];
-    f.extend(mask);
-    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 #[tokio::test]
 async fn a_websocket_upgrade_after_a_park_opens_the_tunnel() {
     let h = Harness::start().await;
@@ -209,9 +200,7 @@ async fn a_websocket_upgrade_after_a_park_opens_the_tunnel() {
     let upgrade = |auth: &str| {
         format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n")
     };
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(get("/public/one").as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s).await.status, 200);
+    let mut s = answered(gw.addr).await;
     wait_parked(gw.admin_addr, 1).await;
     // Refused: the connection stays an HTTP connection.
     s.write_all(upgrade("").as_bytes()).await.unwrap();
@@ -221,23 +210,10 @@ async fn a_websocket_upgrade_after_a_park_opens_the_tunnel() {
     let token = h.token("svc", "");
     let auth = format!("Authorization: Bearer {token}\r\n");
     s.write_all(upgrade(&auth).as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut byte).await.unwrap(),
-            1,
-            "closed in the handshake"
-        );
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{:?}",
-        String::from_utf8_lossy(&head)
-    );
+    let head = support::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     for text in ["ping", "pong"] {
-        let f = text_frame(text);
+        let f = support::text_frame(text);
         s.write_all(&f).await.unwrap();
         let mut echo = vec![0u8; f.len()];
         tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
@@ -255,9 +231,7 @@ async fn a_websocket_upgrade_after_a_park_opens_the_tunnel() {
 async fn a_shutdown_closes_parked_connections() {
     let h = Harness::start().await;
     let gw = gateway(&h).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(get("/public/one").as_bytes()).await.unwrap();
-    assert_eq!(read_response(&mut s).await.status, 200);
+    let mut s = answered(gw.addr).await;
     wait_parked(gw.admin_addr, 1).await;
     let asked = Instant::now();
     let stopping = tokio::spawn(gw.shutdown());

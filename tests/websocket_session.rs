@@ -43,31 +43,12 @@ async fn open(gw: SocketAddr, origin: &str, cookie: &str) -> TcpStream {
 /// Sends an upgrade request and reads the response head.
 async fn handshake(s: &mut TcpStream, req: &str) -> String {
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut byte).await.unwrap(),
-            1,
-            "closed during the handshake"
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).to_string()
-}
-
-/// A masked text frame (a client's), as a browser sends it.
-fn text_frame(text: &str) -> Vec<u8> {
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
-    let mut f = vec![0x81, 0x80 | u8::try_from(text.len()).unwrap()];
-    f.extend(mask);
-    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    support::read_head(s).await
 }
 
 /// Sends a frame and reads the upstream's echo of it: the tunnel is open.
 async fn round_trip(s: &mut TcpStream, text: &str) {
-    let f = text_frame(text);
+    let f = support::text_frame(text);
     s.write_all(&f).await.unwrap();
     let mut echo = vec![0u8; f.len()];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
@@ -202,7 +183,7 @@ async fn the_framed_echo_answers_as_a_browser_expects() {
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
         "{head}"
     );
-    s.write_all(&text_frame("hi")).await.unwrap();
+    s.write_all(&support::text_frame("hi")).await.unwrap();
     let mut echo = [0u8; 4];
     s.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"\x81\x02hi");

@@ -276,6 +276,26 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawR
     raw(addr, req.as_bytes()).await
 }
 
+/// Reads a response head byte by byte (what follows it stays unread: a tunnel's bytes).
+pub async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed in the head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A masked WebSocket text frame, as a client (a browser) sends it.
+pub fn text_frame(text: &str) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81, 0x80 | u8::try_from(text.len()).unwrap()];
+    f.extend(mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
 /// Sends raw bytes and reads the whole response (the request should say `Connection: close`).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     let mut s = TcpStream::connect(addr).await.expect("connect");
