@@ -516,25 +516,46 @@ impl RequestAuth<'_> {
         if !store.lock_refresh(&data.sid).await? {
             return wait_for_refresh(store, s.codec, &data).await;
         }
+        let sid = data.sid.clone();
+        let result = self.refresh_locked(store, s, data).await;
+        // Released on every path (else it expires after REFRESH_LOCK).
+        store.unlock_refresh(&sid).await;
+        result
+    }
+
+    /// The refresh itself, with the lock held.
+    async fn refresh_locked(
+        &self,
+        store: &RedisStore,
+        s: &Sessions<'_>,
+        data: SessionData,
+    ) -> Result<Option<SessionData>, AuthError> {
+        // Another replica may have refreshed between the read of `data` and the lock: its
+        // result stands, and the old refresh token must not be spent a second time.
+        let Some(v) = store.get(&data.sid).await? else {
+            return Ok(None);
+        };
+        if let Some(now) = s.codec.open_stored(&data.sid, &v) {
+            if now.access_token != data.access_token {
+                return Ok(Some(now));
+            }
+        }
         let fresh = s.refresher.refresh(&s.provider, &data).await;
-        let result = match fresh {
+        match fresh {
             Some(fresh) => match s.codec.seal_stored(&fresh) {
                 // `false`: ended meanwhile on another replica.
-                Some(v) => store
+                Some(v) => Ok(store
                     .replace(&fresh.sid, v)
                     .await
-                    .map(|kept| kept.then_some(fresh)),
+                    .map(|kept| kept.then_some(fresh))?),
                 None => Ok(None),
             },
             None => {
                 // The provider no longer honours the session: it is over everywhere.
                 self.metrics.session_ended("refresh_failed");
-                store.delete(&data.sid).await.map(|_| None)
+                Ok(store.delete(&data.sid).await.map(|_| None)?)
             }
-        };
-        // Released on every path (else it expires after REFRESH_LOCK).
-        store.unlock_refresh(&data.sid).await;
-        Ok(result?)
+        }
     }
 }
 
