@@ -213,14 +213,7 @@ async fn a_websocket_upgrade_after_a_park_opens_the_tunnel() {
     let head = support::read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     for text in ["ping", "pong"] {
-        let f = support::text_frame(text);
-        s.write_all(&f).await.unwrap();
-        let mut echo = vec![0u8; f.len()];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
-            .await
-            .expect("the echo in time")
-            .expect("the tunnel is open");
-        assert_eq!(echo, f);
+        support::round_trip(&mut s, text).await;
         // Quiet for longer than the park delay: a tunnel is not an idle HTTP connection.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

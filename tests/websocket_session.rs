@@ -46,18 +46,6 @@ async fn handshake(s: &mut TcpStream, req: &str) -> String {
     support::read_head(s).await
 }
 
-/// Sends a frame and reads the upstream's echo of it: the tunnel is open.
-async fn round_trip(s: &mut TcpStream, text: &str) {
-    let f = support::text_frame(text);
-    s.write_all(&f).await.unwrap();
-    let mut echo = vec![0u8; f.len()];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
-        .await
-        .expect("the echo in time")
-        .expect("the tunnel is open");
-    assert_eq!(echo, f);
-}
-
 /// Reads until the gateway closes the connection; what came, and when.
 async fn until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Duration) {
     let t0 = Instant::now();
@@ -79,11 +67,11 @@ async fn a_logout_closes_the_websocket_of_the_session_with_a_close_frame() {
     let mut b = Browser::new(h.addr());
     b.navigate("/profile").await.seen();
     let mut ws = open(h.addr(), &h.public(), &cookie_of(&b)).await;
-    round_trip(&mut ws, "hello").await;
+    support::round_trip(&mut ws, "hello").await;
     // Checks that find the session standing leave the socket alone.
     let checked = Instant::now();
     while checked.elapsed() < Duration::from_millis(2200) {
-        round_trip(&mut ws, "still here").await;
+        support::round_trip(&mut ws, "still here").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let r = b.navigate("/oauth2/logout").await;
@@ -115,7 +103,7 @@ async fn a_session_that_expires_closes_its_websocket() {
     let mut b = Browser::new(h.addr());
     b.navigate("/profile").await.seen();
     let mut ws = open(h.addr(), &h.public(), &cookie_of(&b)).await;
-    round_trip(&mut ws, "hello").await;
+    support::round_trip(&mut ws, "hello").await;
     let (got, _) = until_closed(&mut ws, Duration::from_secs(6)).await;
     assert!(got.ends_with(CLOSE), "{got:?}");
 }
@@ -132,7 +120,7 @@ async fn a_bearer_websocket_is_not_bound_to_any_session() {
     handshake(&mut s, &req).await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(2500) {
-        round_trip(&mut s, "ping").await;
+        support::round_trip(&mut s, "ping").await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
 }
@@ -165,7 +153,7 @@ async fn a_logout_on_one_replica_closes_the_websocket_on_another() {
     browser.navigate("/profile").await.seen();
     let cookie = cookie_of(&browser);
     let mut ws = open(b.addr, &format!("http://{}", b.addr), &cookie).await;
-    round_trip(&mut ws, "through b").await;
+    support::round_trip(&mut ws, "through b").await;
     browser.navigate("/oauth2/logout").await;
     let (got, took) = until_closed(&mut ws, Duration::from_secs(4)).await;
     assert!(got.ends_with(CLOSE), "{got:?}");

@@ -18,11 +18,17 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::forward::headers::is_websocket_upgrade;
 use crate::forward::websocket::{HandOff, Io};
 use crate::response::Body;
+
+/// Resolves once shutdown has been requested (at once if it already was).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens once everything stops.
+    let _ = stop.wait_for(|s| *s).await;
+}
 
 // === impl Activity ===
 

@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::connection::{Activity, Rewind, Tracked, UpgradeSlot};
+use super::connection::{stopped, Activity, Rewind, Tracked, UpgradeSlot};
 use super::memory;
 use crate::metrics::Metrics;
 use crate::response::Body;
@@ -220,10 +220,4 @@ where
         Poll::Pending
     })
     .await
-}
-
-/// Resolves once shutdown has been requested (at once if it already was).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens once everything stops.
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::connection::{Activity, Rewind, Tracked};
+use super::connection::{stopped, Activity, Rewind, Tracked};
 use super::keepalive;
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
@@ -196,12 +196,6 @@ impl Protocols {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
-}
-
-/// Resolves once shutdown has been requested (at once if it already was).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens once everything stops.
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The places of `server.max_connections`.

@@ -296,6 +296,18 @@ pub fn text_frame(text: &str) -> Vec<u8> {
     f
 }
 
+/// Sends a text frame and reads the upstream's echo of it: the tunnel is open.
+pub async fn round_trip(s: &mut TcpStream, text: &str) {
+    let f = text_frame(text);
+    s.write_all(&f).await.unwrap();
+    let mut echo = vec![0u8; f.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .expect("the echo in time")
+        .expect("the tunnel is open");
+    assert_eq!(echo, f);
+}
+
 /// Sends raw bytes and reads the whole response (the request should say `Connection: close`).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     let mut s = TcpStream::connect(addr).await.expect("connect");
