@@ -12,8 +12,6 @@
 //! - [`cli`]: `serve`, `check`, `explain`, `init`.
 //! - [`init`]: `portcullis init`, a starter `gateway.toml` from the provider's discovery
 //!   document.
-//! - [`logging`]: the subscriber `serve` installs; every line through a buffered,
-//!   non-blocking writer; the access log's line formatted without `core::fmt`.
 //! - [`explain`]: what the running gateway would decide, by its own decision function.
 //! - [`server`]: listeners, TLS, connection limits, graceful shutdown, reload;
 //!   [`server::admin`] serves `/healthz`, `/readyz` and `/metrics`.
@@ -33,6 +31,9 @@
 //!   tunnel.
 //! - [`telemetry`]: traces over OTLP/HTTP (a span per request, a child per upstream call,
 //!   `traceparent` to the upstream); absent without `[telemetry] otlp_endpoint`.
+//! - [`logging`]: the subscriber `serve` installs; every line through a buffered,
+//!   non-blocking writer; the access log's line formatted without `core::fmt`
+//!   or `tracing`'s dispatch.
 //! - [`authority`]: which host a request is for; ambiguous or malformed ones are a 400.
 //! - [`authz`]: the pure decision of one rule for one identity.
 //! - [`auth`]: authentication (bearer tokens read strictly by [`auth::jose`], session

@@ -54,12 +54,15 @@ pub fn init(cfg: &Config) -> LogGuard {
     let events = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(SinkWriter(sink.clone()));
-    let _ = if json {
+    let installed = if json {
         base.with(events.json().flatten_event(true).with_filter(not_access))
             .try_init()
     } else {
         base.with(events.with_filter(not_access)).try_init()
     };
+    if installed.is_ok() {
+        let _ = DIRECT.set(AccessLayer::new(sink.clone(), json));
+    }
     LogGuard { sink, writer }
 }
 
@@ -257,6 +260,181 @@ impl AccessLayer {
 
 thread_local! {
     static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The access layer of the subscriber [`init`] installed, for [`access`] to write to
+/// without going through `tracing`'s dispatch.
+static DIRECT: std::sync::OnceLock<AccessLayer> = std::sync::OnceLock::new();
+
+/// One request's access-log fields, in the order they are written.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub decision: &'a str,
+    pub fault: &'a str,
+    pub rule: i64,
+    pub host: &'a str,
+    pub upstream: &'a str,
+    pub subject: &'a str,
+    pub client: &'a str,
+    pub upstream_ms: f64,
+    pub duration_ms: f64,
+}
+
+/// Logs one request. Whether the line is written is decided by the subscriber's filter,
+/// as for any `tracing` event at INFO on [`ACCESS_TARGET`]. Under the subscriber of
+/// [`init`] the line is formatted straight from the record (the layout of
+/// [`format_line`], byte for byte); under any other subscriber it is an ordinary event.
+pub fn access(rec: &AccessRecord<'_>) {
+    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    match DIRECT.get() {
+        Some(layer) => layer.write_record(rec),
+        None => access_event(rec),
+    }
+}
+
+/// The record as a `tracing` event (the fallback of [`access`], and the reference its
+/// direct line is tested against).
+fn access_event(rec: &AccessRecord<'_>) {
+    tracing::info!(
+        target: ACCESS_TARGET,
+        method = %rec.method,
+        path = rec.path,
+        status = rec.status,
+        decision = rec.decision,
+        fault = rec.fault,
+        rule = rec.rule,
+        host = rec.host,
+        upstream = rec.upstream,
+        subject = rec.subject,
+        client = %rec.client,
+        upstream_ms = rec.upstream_ms,
+        duration_ms = rec.duration_ms,
+    );
+}
+
+impl AccessLayer {
+    fn write_record(&self, rec: &AccessRecord<'_>) {
+        LINE.with(|line| {
+            let Ok(mut line) = line.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            record_line(&mut line, SystemTime::now(), self.json, rec);
+            self.sink.push(&line);
+        });
+    }
+}
+
+/// An access record as [`format_line`] writes the event of [`access_event`]: `method`
+/// and `client` as `Display` values (unquoted in text), the other strings quoted.
+fn record_line(out: &mut Vec<u8>, now: SystemTime, json: bool, rec: &AccessRecord<'_>) {
+    if json {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(out, now);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    } else {
+        timestamp(out, now);
+        // INFO right-aligned in five columns, then the target.
+        out.extend_from_slice(b"  INFO ");
+        out.extend_from_slice(ACCESS_TARGET.as_bytes());
+        out.push(b':');
+    }
+    let mut l = RecordLine { out, json };
+    l.display(KEYS[0], rec.method);
+    l.quoted(KEYS[1], rec.path);
+    l.int(KEYS[2], i64::from(rec.status));
+    l.quoted(KEYS[3], rec.decision);
+    l.quoted(KEYS[4], rec.fault);
+    l.int(KEYS[5], rec.rule);
+    l.quoted(KEYS[6], rec.host);
+    l.quoted(KEYS[7], rec.upstream);
+    l.quoted(KEYS[8], rec.subject);
+    l.display(KEYS[9], rec.client);
+    l.millis(KEYS[10], rec.upstream_ms);
+    l.millis(KEYS[11], rec.duration_ms);
+    if json {
+        out.extend_from_slice(b",\"target\":");
+        json_str(out, ACCESS_TARGET);
+        out.extend_from_slice(b"}\n");
+    } else {
+        out.push(b'\n');
+    }
+}
+
+/// Each field's name as text (` name=`) and as JSON (`,"name":`), written with one copy.
+const KEYS: [Key; 12] = [
+    (b" method=", b",\"method\":"),
+    (b" path=", b",\"path\":"),
+    (b" status=", b",\"status\":"),
+    (b" decision=", b",\"decision\":"),
+    (b" fault=", b",\"fault\":"),
+    (b" rule=", b",\"rule\":"),
+    (b" host=", b",\"host\":"),
+    (b" upstream=", b",\"upstream\":"),
+    (b" subject=", b",\"subject\":"),
+    (b" client=", b",\"client\":"),
+    (b" upstream_ms=", b",\"upstream_ms\":"),
+    (b" duration_ms=", b",\"duration_ms\":"),
+];
+
+/// Writes the fields of [`record_line`] as [`TextFields`] or [`JsonFields`] would.
+struct RecordLine<'a> {
+    out: &'a mut Vec<u8>,
+    json: bool,
+}
+
+type Key = (&'static [u8], &'static [u8]);
+
+impl RecordLine<'_> {
+    fn key(&mut self, (text, json): Key) {
+        self.out
+            .extend_from_slice(if self.json { json } else { text });
+    }
+    fn quoted(&mut self, name: Key, value: &str) {
+        self.key(name);
+        if self.json {
+            json_str(self.out, value);
+        } else {
+            self.out.push(b'"');
+            text_escaped(self.out, value);
+            self.out.push(b'"');
+        }
+    }
+    fn display(&mut self, name: Key, value: &str) {
+        self.key(name);
+        if self.json {
+            json_str(self.out, value);
+        } else {
+            unquoted(self.out, value);
+        }
+    }
+    fn int(&mut self, name: Key, value: i64) {
+        self.key(name);
+        signed(self.out, value);
+    }
+    fn millis(&mut self, name: Key, ms: f64) {
+        self.key(name);
+        if self.json && !ms.is_finite() {
+            self.out.extend_from_slice(b"null");
+        } else {
+            millis(self.out, ms);
+        }
+    }
+}
+
+/// A `Display` value in a text line, as [`TextFields`] writes one: as it is, unless it
+/// holds a control character.
+fn unquoted(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        text_escaped(out, value);
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
 }
 
 impl<S: Subscriber> Layer<S> for AccessLayer {

@@ -151,21 +151,23 @@ fn log(
     let took = start.elapsed();
     gw.metrics.request(ctx.reason, status, took);
     let upstream = ctx.upstream.and_then(|i| rt.config.upstreams.get(i));
-    tracing::info!(
-        target: crate::context::ACCESS_TARGET,
-        method = %ctx.method,
-        path = ctx.path.as_deref().unwrap_or("-"),
+    crate::logging::access(&crate::logging::AccessRecord {
+        method: ctx.method.as_str(),
+        path: ctx.path.as_deref().unwrap_or("-"),
         status,
-        decision = ctx.reason,
-        fault = ctx.fault.unwrap_or("-"),
-        rule = ctx.rule.map(|i| i as i64).unwrap_or(-1),
-        host = ctx.host.as_deref().unwrap_or("-"),
-        upstream = upstream.map_or("default", |u| u.name.as_str()),
-        subject = ctx.subject.as_deref().unwrap_or("-"),
-        client = %ctx.conn.peer_ip,
-        upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-        duration_ms = took.as_secs_f64() * 1000.0,
-    );
+        decision: ctx.reason,
+        fault: ctx.fault.unwrap_or("-"),
+        rule: ctx.rule.map(|i| i as i64).unwrap_or(-1),
+        host: ctx.host.as_deref().unwrap_or("-"),
+        upstream: upstream.map_or("default", |u| u.name.as_str()),
+        subject: ctx.subject.as_deref().unwrap_or("-"),
+        client: ctx.conn.peer_ip.as_str(),
+        upstream_ms: ctx
+            .upstream_time
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0),
+        duration_ms: took.as_secs_f64() * 1000.0,
+    });
     if let Some(span) = trace {
         span.finish(
             ctx,

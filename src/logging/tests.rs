@@ -269,3 +269,110 @@ fn logs_are_coloured_only_on_a_terminal_without_no_color() {
     assert!(!colour(false, None));
     assert!(!colour(false, Some(OsStr::new(""))));
 }
+
+/// `format_line` at a fixed time, for every event it sees.
+struct Formatted {
+    json: bool,
+    now: SystemTime,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+impl<S: Subscriber> Layer<S> for Formatted {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut out = self.out.lock().unwrap();
+        format_line(
+            &mut out,
+            self.now,
+            meta.level(),
+            meta.target(),
+            self.json,
+            event,
+        );
+    }
+}
+
+fn record(text: &'static str, ms: f64) -> AccessRecord<'static> {
+    AccessRecord {
+        method: "PROPFIND",
+        path: text,
+        status: 403,
+        decision: "forbidden",
+        fault: "client",
+        rule: -1,
+        host: text,
+        upstream: "default",
+        subject: text,
+        client: "2001:db8::1",
+        upstream_ms: ms,
+        duration_ms: 12.125,
+    }
+}
+
+#[test]
+fn a_record_is_written_byte_for_byte_as_its_event_would_be() {
+    let now = UNIX_EPOCH + Duration::from_micros(1_796_414_474_123_456);
+    let hostile = [
+        "/api/x",
+        "a\"b",
+        "back\\slash",
+        "new\nline status=500",
+        "cr\rtab\t",
+        "nul\0bell\u{7}del\u{7f}",
+        "c1\u{85}\u{9b}",
+        "sep\u{2028}\u{2029}",
+        "ünïcödé ☃",
+        "",
+    ];
+    let mut cases: Vec<AccessRecord<'static>> = Vec::new();
+    for h in hostile {
+        cases.push(record(h, 0.0));
+    }
+    for ms in [0.043, 3.0, 1e12, f64::NAN, f64::INFINITY, -1.0] {
+        cases.push(record("/p", ms));
+    }
+    let mut odd = record("/p", 1.5);
+    odd.method = "GET\u{1}";
+    odd.client = "in\"valid";
+    odd.rule = i64::MAX;
+    odd.status = 0;
+    cases.push(odd);
+    for json in [false, true] {
+        for rec in &cases {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let layer = Formatted {
+                json,
+                now,
+                out: out.clone(),
+            };
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                super::access_event(rec)
+            });
+            let reference = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+            let mut ours = Vec::new();
+            record_line(&mut ours, now, json, rec);
+            let ours = String::from_utf8(ours).unwrap();
+            assert_eq!(ours, reference, "json={json} record={rec:?}");
+            assert_eq!(ours.matches('\n').count(), 1);
+        }
+    }
+}
+
+#[test]
+fn access_follows_the_filter_of_the_subscriber() {
+    let rec = record("/api/x", 1.0);
+    for (directive, lines) in [("info", 1), ("warn", 0), ("info,portcullis::access=off", 0)] {
+        let ours = Kept::default();
+        let (sink, writer) = Sink::start(ours.clone());
+        let s = tracing_subscriber::registry()
+            .with(EnvFilter::new(directive))
+            .with(AccessLayer::new(sink.clone(), false));
+        tracing::subscriber::with_default(s, || access(&rec));
+        drop(LogGuard { sink, writer });
+        let text = ours.text();
+        assert_eq!(text.matches('\n').count(), lines, "{directive}: {text}");
+        if lines == 1 {
+            assert!(text.contains(" INFO portcullis::access: method=PROPFIND path=\"/api/x\""));
+        }
+    }
+}
