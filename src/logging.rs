@@ -319,12 +319,17 @@ fn access_event(rec: &AccessRecord<'_>) {
 
 impl AccessLayer {
     fn write_record(&self, rec: &AccessRecord<'_>) {
+        self.write_line(|line| record_line(line, SystemTime::now(), self.json, rec));
+    }
+
+    /// Builds one line in this thread's buffer and hands it to the sink.
+    fn write_line(&self, build: impl FnOnce(&mut Vec<u8>)) {
         LINE.with(|line| {
             let Ok(mut line) = line.try_borrow_mut() else {
                 return;
             };
             line.clear();
-            record_line(&mut line, SystemTime::now(), self.json, rec);
+            build(&mut line);
             self.sink.push(&line);
         });
     }
@@ -395,20 +400,22 @@ impl RecordLine<'_> {
         self.out
             .extend_from_slice(if self.json { json } else { text });
     }
+    /// A string field (`record_str`): quoted in text.
     fn quoted(&mut self, name: Key, value: &str) {
+        self.string(name, value, true);
+    }
+    /// A `Display` field (`record_debug`): unquoted in text.
+    fn display(&mut self, name: Key, value: &str) {
+        self.string(name, value, false);
+    }
+    fn string(&mut self, name: Key, value: &str, quote: bool) {
         self.key(name);
         if self.json {
             json_str(self.out, value);
-        } else {
+        } else if quote {
             self.out.push(b'"');
             text_escaped(self.out, value);
             self.out.push(b'"');
-        }
-    }
-    fn display(&mut self, name: Key, value: &str) {
-        self.key(name);
-        if self.json {
-            json_str(self.out, value);
         } else {
             unquoted(self.out, value);
         }
@@ -443,21 +450,9 @@ impl<S: Subscriber> Layer<S> for AccessLayer {
         if meta.target() != ACCESS_TARGET {
             return;
         }
-        LINE.with(|line| {
-            let Ok(mut line) = line.try_borrow_mut() else {
-                return;
-            };
-            line.clear();
+        self.write_line(|line| {
             let now = SystemTime::now();
-            format_line(
-                &mut line,
-                now,
-                meta.level(),
-                meta.target(),
-                self.json,
-                event,
-            );
-            self.sink.push(&line);
+            format_line(line, now, meta.level(), meta.target(), self.json, event);
         });
     }
 }
