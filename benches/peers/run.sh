@@ -167,7 +167,12 @@ start_portcullis() {
     render "$HERE/portcullis.toml" "$d/gateway.toml" PORT="${PORT[$name]}" \
         ADMIN_PORT="$admin" UPSTREAM="$U" ISSUER="$ISSUER" CACHE_SIZE="$cache"
     launch "$name" "${GATEWAY_BIN:-$REL/portcullis}" serve -c "$d/gateway.toml"
-    VERSION[$name]="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+    if [ -n "${GATEWAY_BIN:-}" ]; then
+        # A binary built elsewhere: the checkout says nothing about it.
+        VERSION[$name]="$("$GATEWAY_BIN" --version 2>/dev/null | awk '{print $NF}') ($(basename "$GATEWAY_BIN"))"
+    else
+        VERSION[$name]="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+    fi
     ADMIN[$name]=$admin
     wait_up "$name" "http://127.0.0.1:$admin/readyz"
     wait_http "http://127.0.0.1:$admin/readyz" 200

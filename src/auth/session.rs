@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite as CookieSameSite};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
@@ -398,9 +398,7 @@ use crate::unix_now as now;
 pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
     let mut out = HashMap::new();
     for v in headers.get_all(header::COOKIE) {
-        // UTF-8 is all that matters here (and checking it is much faster than `to_str`'s
-        // byte-by-byte visible-ASCII test on a multi-kilobyte session cookie).
-        let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
+        let Some(s) = cookie_text(v) else {
             continue;
         };
         for (name, value, _) in cookie_pairs(s) {
@@ -408,6 +406,19 @@ pub fn request_cookies(headers: &HeaderMap) -> HashMap<&str, &str> {
         }
     }
     out
+}
+
+/// One `Cookie` header as text, or `None` if it is not UTF-8 (such a header is ignored,
+/// and not forwarded either).
+///
+/// UTF-8 is all that matters here, not `to_str`'s byte-by-byte visible-ASCII test. The
+/// check runs twice per session request (the session lookup, then the removal of the
+/// gateway's cookies before forwarding) on a header that holds a multi-kilobyte sealed
+/// session, so it is `simdutf8`'s vectorized validator, which accepts and rejects
+/// exactly what `std::str::from_utf8` does at about a third of its instructions on such
+/// a header (`benches/load/instructions.sh`, session: see docs/performance.md).
+pub fn cookie_text(v: &HeaderValue) -> Option<&str> {
+    simdutf8::basic::from_utf8(v.as_bytes()).ok()
 }
 
 /// The `name=value` pairs of one `Cookie` header (RFC 6265 §4.2.1), trimmed, with the raw

@@ -112,7 +112,7 @@ impl HeaderPlan {
         }
         let mut kept = String::new();
         for v in headers.get_all(header::COOKIE) {
-            let Ok(s) = std::str::from_utf8(v.as_bytes()) else {
+            let Some(s) = crate::auth::session::cookie_text(v) else {
                 continue;
             };
             // Pairs without `=` or with an empty name are dropped too.

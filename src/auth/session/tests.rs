@@ -387,3 +387,44 @@ fn cookie_pairs_of_edge_headers() {
         );
     }
 }
+
+proptest::proptest! {
+    /// `cookie_text` accepts exactly what `std::str::from_utf8` accepts, on any bytes a
+    /// header value can hold (visible ASCII, space, tab and every byte from 0x80 up, so
+    /// truncated, overlong and surrogate sequences too), at lengths on both sides of the
+    /// validator's 64-byte blocks.
+    #[test]
+    fn cookie_text_is_std_utf8(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![0x20u8..0x7f, 0x80u8..=0xff, proptest::strategy::Just(b'\t')],
+            0..300,
+        )
+    ) {
+        let v = HeaderValue::from_bytes(&bytes).unwrap();
+        proptest::prop_assert_eq!(cookie_text(&v), std::str::from_utf8(&bytes).ok());
+    }
+}
+
+#[test]
+fn cookie_text_of_edge_values() {
+    let long_ascii = "a".repeat(6000);
+    let mut broken_at_end = long_ascii.clone().into_bytes();
+    broken_at_end.push(0xc3);
+    for bytes in [
+        b"".as_slice(),
+        "session=é".as_bytes(),
+        b"a=\xff",
+        b"a=\xc3",
+        b"a=\xed\xa0\x80",
+        b"a=\xf4\x90\x80\x80",
+        long_ascii.as_bytes(),
+        &broken_at_end,
+    ] {
+        let v = HeaderValue::from_bytes(bytes).unwrap();
+        assert_eq!(
+            cookie_text(&v),
+            std::str::from_utf8(bytes).ok(),
+            "{bytes:?}"
+        );
+    }
+}
