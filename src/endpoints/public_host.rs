@@ -111,7 +111,7 @@ pub fn move_to_public(
     let target = validate(Some(target), public_url);
     let marker_name = format!("{}_host", settings.cookie_name);
     let marker = marker_value(&target);
-    if request_cookies(headers).get(marker_name.as_str()) == Some(&marker.as_str()) {
+    if request_cookies(headers).get(marker_name.as_str()) == Some(marker.as_str()) {
         tracing::warn!(
             asked = %asked.escape_debug(),
             public_url = %public_url,

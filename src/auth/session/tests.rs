@@ -428,3 +428,28 @@ fn cookie_text_of_edge_values() {
         );
     }
 }
+
+#[test]
+fn request_cookies_give_the_first_of_each_name_over_all_cookie_headers() {
+    let mut h = HeaderMap::new();
+    h.append(header::COOKIE, HeaderValue::from_static("a=1; b=2; a=3"));
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_bytes(b"c=\xff; d=9").unwrap(),
+    );
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_static(" b = 4 ;c=5;=6; e"),
+    );
+    let cookies = request_cookies(&h);
+    assert_eq!(cookies.get("a"), Some("1"));
+    assert_eq!(cookies.get("b"), Some("2"));
+    // The header that is not UTF-8 is ignored as a whole.
+    assert_eq!(cookies.get("d"), None);
+    assert_eq!(cookies.get("c"), Some("5"));
+    // No name, or no `=`: not a cookie.
+    assert_eq!(cookies.get(""), None);
+    assert_eq!(cookies.get("e"), None);
+    assert_eq!(cookies.get("A"), None, "names are case-sensitive");
+    assert_eq!(request_cookies(&HeaderMap::new()).get("a"), None);
+}
