@@ -395,14 +395,21 @@ use crate::unix_now as now;
 
 /// Cookies of a request, by name (the first of duplicates wins).
 pub fn request_cookies(headers: &HeaderMap) -> RequestCookies<'_> {
-    let mut pairs = Vec::new();
-    for v in headers.get_all(header::COOKIE) {
-        let Some(s) = cookie_text(v) else {
-            continue;
-        };
-        pairs.extend(cookie_pairs(s).map(|(name, value, _)| (name, value)));
-    }
-    RequestCookies(pairs)
+    RequestCookies(
+        request_cookie_pairs(headers)
+            .map(|(name, value, _)| (name, value))
+            .collect(),
+    )
+}
+
+/// Every `name=value` pair of every `Cookie` header, in order, as [`cookie_pairs`] gives
+/// them; a header that is not UTF-8 contributes none.
+pub fn request_cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(cookie_text)
+        .flat_map(cookie_pairs)
 }
 
 /// A request's cookies in the order they were sent.
@@ -429,7 +436,7 @@ impl<'a> RequestCookies<'a> {
 /// session, so it is `simdutf8`'s vectorized validator, which accepts and rejects
 /// exactly what `std::str::from_utf8` does at about a third of its instructions on such
 /// a header (`benches/load/instructions.sh`, session: see docs/performance.md).
-pub fn cookie_text(v: &HeaderValue) -> Option<&str> {
+fn cookie_text(v: &HeaderValue) -> Option<&str> {
     simdutf8::basic::from_utf8(v.as_bytes()).ok()
 }
 
@@ -443,7 +450,7 @@ pub fn cookie_text(v: &HeaderValue) -> Option<&str> {
 /// has). Measured with `bash benches/load/instructions.sh`: about 6 600 more instructions
 /// per session request (+8 %) than this single pass. The `;` are found with `memchr`'s
 /// vectorized search instead of `str::split`'s byte-at-a-time one.
-pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     let mut start = 0;
     memchr::memchr_iter(b';', header.as_bytes())
         .chain(std::iter::once(header.len()))

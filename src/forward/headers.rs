@@ -111,18 +111,14 @@ impl HeaderPlan {
             return;
         }
         let mut kept = String::new();
-        for v in headers.get_all(header::COOKIE) {
-            let Some(s) = crate::auth::session::cookie_text(v) else {
-                continue;
-            };
-            // Pairs without `=` or with an empty name are dropped too.
-            for (name, _, pair) in crate::auth::session::cookie_pairs(s) {
-                if !self.is_gateway_cookie(name) {
-                    if !kept.is_empty() {
-                        kept.push_str("; ");
-                    }
-                    kept.push_str(pair);
+        // Pairs without `=` or with an empty name, and headers that are not UTF-8, are
+        // dropped too.
+        for (name, _, pair) in crate::auth::session::request_cookie_pairs(headers) {
+            if !self.is_gateway_cookie(name) {
+                if !kept.is_empty() {
+                    kept.push_str("; ");
                 }
+                kept.push_str(pair);
             }
         }
         headers.remove(header::COOKIE);
