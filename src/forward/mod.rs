@@ -3,6 +3,7 @@
 
 pub mod forwarded;
 pub mod headers;
+mod pool;
 pub mod proxy;
 pub mod upstream;
 pub mod websocket;

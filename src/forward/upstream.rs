@@ -5,11 +5,9 @@ use std::time::{Duration, Instant};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::pool::{Pools, SendError};
 use crate::config::UpstreamSettings;
 
 /// Why the upstream gave no response. Decides 502 versus 504.
@@ -43,9 +41,9 @@ pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Full<by
 /// The upstream service and a keep-alive connection pool to it.
 #[derive(Clone)]
 pub struct Upstream {
-    /// One client (and pool) per worker thread with `server.runtime = "per-core"`, so a
-    /// pooled connection is driven by the thread that uses it; one with `"shared"`.
-    clients: std::sync::Arc<[Client<HttpsConnector<HttpConnector>, UpstreamBody>]>,
+    /// Keep-alive connections: one pool per worker thread with `server.runtime =
+    /// "per-core"` (a worker uses its own connections first), one with `"shared"`.
+    pools: std::sync::Arc<Pools>,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without its trailing `/`, prefixed to every forwarded path.
@@ -59,6 +57,9 @@ pub struct Upstream {
 
 /// Idle upstream connections kept for reuse, per upstream, across all workers.
 const IDLE_UPSTREAM_CONNECTIONS: usize = 1024;
+
+/// How long an idle upstream connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Upstream {
     /// `pools`: how many connection pools (the per-core workers; 1 for a shared runtime).
@@ -81,16 +82,6 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.http2_only(s.http2);
-        // Split across the pools (at least 64 each): a burst of client connections must
-        // not leave every worker holding a thousand idle upstream connections.
-        let pools = pools.max(1);
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host((IDLE_UPSTREAM_CONNECTIONS / pools).max(64));
-        let clients = (0..pools).map(|_| builder.build(https.clone())).collect();
         let scheme = if s.url.scheme() == "https" {
             Scheme::HTTPS
         } else {
@@ -103,8 +94,20 @@ impl Upstream {
         }
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        // Split across the pools (at least 64 each): a burst of client connections must
+        // not leave every worker holding a thousand idle upstream connections.
+        let workers = pools.max(1);
+        let pools = Pools::new(
+            https,
+            scheme.clone(),
+            &authority,
+            s.http2,
+            workers,
+            IDLE_TIMEOUT,
+            (IDLE_UPSTREAM_CONNECTIONS / workers).max(64),
+        )?;
         Ok(Upstream {
-            clients,
+            pools: std::sync::Arc::new(pools),
             scheme,
             authority,
             base_path: s.url.path().trim_end_matches('/').to_owned(),
@@ -145,14 +148,13 @@ impl Upstream {
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Duration), UpstreamError> {
         let start = Instant::now();
-        let client = &self.clients[worker() % self.clients.len()];
-        match tokio::time::timeout(self.timeout, client.request(req)).await {
+        match tokio::time::timeout(self.timeout, self.pools.send(worker(), req)).await {
             Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(SendError::Connect(e))) => {
                 tracing::debug!(error = %e, "upstream connect failed");
                 Err(UpstreamError::Connect)
             }
-            Ok(Err(e)) => {
+            Ok(Err(SendError::Io(e))) => {
                 tracing::debug!(error = ?e, "upstream request failed");
                 Err(UpstreamError::Io)
             }
