@@ -1,12 +1,14 @@
 //! Keep-alive connections to the upstream: one small pool per worker, on hyper's
 //! connection API.
 //!
-//! Each per-core worker takes idle connections from its own pool first, so a connection
-//! is normally used by the thread that drives it. When its pool is empty it takes one
-//! from another worker's pool before it opens a new connection, and gives it back to the
-//! pool it came from: the number of upstream connections follows the number of requests
-//! in flight, not how the kernel happened to spread client connections over the workers
-//! (with one pool per worker and no sharing, each pool kept the most it had ever needed).
+//! Each per-core worker has its own pool, so a connection is only ever used by the thread
+//! that drives it. A request takes the most recently used idle connection, or opens a new
+//! one when there is none; it does not race the connect against connections that might
+//! come back meanwhile (hyper-util's pooled client does, and under load each such race
+//! left one more idle connection behind), so a worker keeps at most as many connections
+//! as it had requests in flight. Taking idle connections from another worker's pool was
+//! tried: fewer connections, but the requests that crossed threads made the 99th
+//! percentile worse (docs/performance.md).
 //!
 //! An HTTP/1.1 connection goes back to its pool once hyper is ready to send the next
 //! request on it (the response body has been read to its end); one whose response body
@@ -69,7 +71,13 @@ pub struct Pools {
 #[derive(Default)]
 struct Pool {
     idle: Mutex<Idle>,
+    /// Whether this pool's sweeper runs (started with the first connection it keeps).
+    swept: std::sync::atomic::AtomicBool,
 }
+
+/// How often idle connections that closed or expired are dropped when no request looks
+/// at the pool (each still holds hyper's request channel, about 20 KiB).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Idle {
@@ -134,10 +142,10 @@ impl Pools {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }
         request_target(&mut req);
-        if let Some((mut tx, owner)) = self.checkout(home) {
+        if let Some(mut tx) = self.checkout(home) {
             match tx.try_send_request(req).await {
                 Ok(resp) => {
-                    self.after(tx, owner, &resp);
+                    self.after(tx, home, &resp);
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {
@@ -147,31 +155,21 @@ impl Pools {
                 },
             }
         }
-        let mut tx = self.connect_h1().await?;
+        // Boxed: a new connection's futures (the TLS handshake's state among them) would
+        // otherwise make every request's future, which is moved about, that much larger.
+        let mut tx = Box::pin(self.connect_h1()).await?;
         let resp = tx.send_request(req).await.map_err(SendError::Io)?;
         self.after(tx, home, &resp);
         Ok(resp)
     }
 
-    /// An idle, open connection: the worker's own first, then another worker's.
-    fn checkout(&self, home: usize) -> Option<(http1::SendRequest<UpstreamBody>, usize)> {
-        if let Some(tx) = self.take(home, false) {
-            return Some((tx, home));
-        }
-        (1..self.pools.len())
-            .map(|i| (home + i) % self.pools.len())
-            .find_map(|other| self.take(other, true).map(|tx| (tx, other)))
-    }
-
-    fn take(&self, pool: usize, contended: bool) -> Option<http1::SendRequest<UpstreamBody>> {
-        let mut idle = if contended {
-            self.pools[pool].idle.try_lock().ok()?
-        } else {
-            self.pools[pool]
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        };
+    /// The most recently used idle connection of pool `pool` that is still open and not
+    /// past the idle timeout; the closed and expired ones passed on the way are dropped.
+    fn checkout(&self, pool: usize) -> Option<http1::SendRequest<UpstreamBody>> {
+        let mut idle = self.pools[pool]
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         while let Some((tx, since)) = idle.h1.pop_back() {
             if !tx.is_closed() && now.saturating_duration_since(since) < self.idle_timeout {
@@ -181,7 +179,7 @@ impl Pools {
         None
     }
 
-    /// After the response head: the connection goes back to `owner`'s pool once hyper can
+    /// After the response head: the connection goes back to pool `owner` once hyper can
     /// send the next request on it.
     fn after(
         self: &Arc<Self>,
@@ -191,6 +189,12 @@ impl Pools {
     ) {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             return; // the connection now belongs to the tunnel
+        }
+        if !self.pools[owner]
+            .swept
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::spawn(sweep(Arc::downgrade(self), owner));
         }
         if tx.is_ready() {
             self.put(owner, tx);
@@ -219,6 +223,21 @@ impl Pools {
         }
         if idle.h1.len() < self.max_idle {
             idle.h1.push_back((tx, now));
+        }
+    }
+
+    /// Drops the idle connections of pool `pool` that closed or outlived the idle timeout.
+    fn sweep_once(&self, pool: usize) {
+        let mut idle = self.pools[pool]
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        idle.h1.retain(|(tx, since)| {
+            !tx.is_closed() && now.saturating_duration_since(*since) < self.idle_timeout
+        });
+        if idle.h2.as_ref().is_some_and(|tx| tx.is_closed()) {
+            idle.h2 = None;
         }
     }
 
@@ -262,13 +281,23 @@ impl Pools {
                 },
             }
         }
+        let mut tx = Box::pin(self.connect_h2()).await?;
+        self.pools[home]
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .h2 = Some(tx.clone());
+        tx.send_request(req).await.map_err(SendError::Io)
+    }
+
+    async fn connect_h2(&self) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
         let io = self
             .connector
             .clone()
             .call(self.target.clone())
             .await
             .map_err(SendError::Connect)?;
-        let (mut tx, conn) = http2::Builder::new(TokioExecutor::new())
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
             .map_err(SendError::Io)?;
@@ -277,30 +306,37 @@ impl Pools {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        self.pools[home]
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .h2 = Some(tx.clone());
-        tx.send_request(req).await.map_err(SendError::Io)
+        Ok(tx)
+    }
+}
+
+/// Sweeps pool `pool` every [`SWEEP_EVERY`] until its upstream is dropped (a reload
+/// builds new pools).
+async fn sweep(pools: std::sync::Weak<Pools>, pool: usize) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match pools.upgrade() {
+            Some(p) => p.sweep_once(pool),
+            None => return,
+        }
     }
 }
 
 /// HTTP/1.1 sends the path and query (origin form), or the authority for `CONNECT`.
 fn request_target(req: &mut Request<UpstreamBody>) {
-    let target = if req.method() == Method::CONNECT {
-        req.uri().authority().map(|a| Uri::from(a.clone()))
+    // Taken apart rather than cloned: the path's bytes move as they are.
+    let parts = std::mem::take(req.uri_mut()).into_parts();
+    *req.uri_mut() = if req.method() == Method::CONNECT {
+        parts.authority.map(Uri::from).unwrap_or_default()
     } else {
-        Some(Uri::from(
-            req.uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        ))
+        parts
+            .path_and_query
+            .map(Uri::from)
+            .unwrap_or_else(|| Uri::from(PathAndQuery::from_static("/")))
     };
-    if let Some(t) = target {
-        *req.uri_mut() = t;
-    }
 }
 
 #[cfg(test)]
@@ -330,41 +366,97 @@ mod tests {
         assert_eq!(r.uri().to_string(), "up.example:8080");
     }
 
+    fn pools(scheme: Scheme, authority: &str) -> Pools {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let c = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(HttpConnector::new());
+        let a = authority.parse().unwrap();
+        Pools::new(c, scheme, &a, false, 2, Duration::from_secs(90), 8).unwrap()
+    }
+
     #[test]
     fn the_default_host_omits_only_the_scheme_default_port() {
-        let pools = |scheme: Scheme, a: &str| {
-            let http = HttpConnector::new();
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-            let c = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http);
-            Pools::new(
-                c,
-                scheme,
-                &a.parse().unwrap(),
-                false,
-                2,
-                Duration::from_secs(90),
-                8,
-            )
-            .unwrap()
-        };
         assert_eq!(pools(Scheme::HTTP, "up:80").host, "up");
         assert_eq!(pools(Scheme::HTTP, "up:8080").host, "up:8080");
         assert_eq!(pools(Scheme::HTTPS, "up:443").host, "up");
         assert_eq!(pools(Scheme::HTTPS, "up:80").host, "up:80");
         assert_eq!(pools(Scheme::HTTP, "up").host, "up");
-        assert_eq!(
-            pools(Scheme::HTTP, "up:8080").target.to_string(),
-            "http://up:8080/"
-        );
+        let target = pools(Scheme::HTTP, "up:8080").target.to_string();
+        assert_eq!(target, "http://up:8080/");
+    }
+
+    /// A connection over an in-memory pipe, and the pipe's other end.
+    async fn connection() -> (http1::SendRequest<UpstreamBody>, tokio::io::DuplexStream) {
+        let (a, b) = tokio::io::duplex(1024);
+        let (tx, conn) = http1::handshake(hyper_util::rt::TokioIo::new(a))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        (tx, b)
+    }
+
+    fn idle(p: &Pools, pool: usize) -> std::sync::MutexGuard<'_, Idle> {
+        p.pools[pool].idle.lock().unwrap()
+    }
+
+    #[tokio::test]
+    async fn closed_and_expired_connections_are_swept_and_never_handed_out() {
+        let p = pools(Scheme::HTTP, "up:80");
+        let (open, _open_end) = connection().await;
+        let (closed, closed_end) = connection().await;
+        let (old, _old_end) = connection().await;
+        p.put(0, open);
+        p.put(0, closed);
+        idle(&p, 0)
+            .h1
+            .push_front((old, Instant::now() - Duration::from_secs(91)));
+        drop(closed_end);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !idle(&p, 0).h1.iter().any(|(t, _)| t.is_closed()) {
+            assert!(Instant::now() < deadline, "the close was never seen");
+            tokio::task::yield_now().await;
+        }
+        p.sweep_once(0);
+        assert_eq!(idle(&p, 0).h1.len(), 1, "only the open, recent one stays");
+        assert!(!idle(&p, 0).h1[0].0.is_closed());
+
+        // Handed out: closed or expired ones are skipped and dropped; another worker's
+        // pool is not looked at.
+        let (closed, closed_end) = connection().await;
+        let (old, _old_end) = connection().await;
+        p.put(1, closed);
+        drop(closed_end);
+        while !idle(&p, 1).h1.iter().any(|(t, _)| t.is_closed()) {
+            assert!(Instant::now() < deadline, "the close was never seen");
+            tokio::task::yield_now().await;
+        }
+        idle(&p, 1)
+            .h1
+            .push_back((old, Instant::now() - Duration::from_secs(91)));
+        assert!(p.checkout(1).is_none());
+        assert!(idle(&p, 1).h1.is_empty());
+        assert!(p.checkout(0).is_some_and(|tx| !tx.is_closed()));
+        assert!(p.checkout(0).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_pool_keeps_at_most_its_share_of_idle_connections() {
+        let p = pools(Scheme::HTTP, "up:80");
+        let mut ends = Vec::new();
+        for _ in 0..12 {
+            let (tx, end) = connection().await;
+            ends.push(end);
+            p.put(0, tx);
+        }
+        assert_eq!(idle(&p, 0).h1.len(), 8);
     }
 }

@@ -1,12 +1,14 @@
-//! Giving the memory that parked connections freed back to the system.
+//! Giving the memory that parked and closed connections freed back to the system.
 //!
-//! A parked connection frees hyper's buffers (about 24 KiB), but glibc's allocator keeps
-//! freed memory in its heaps while live allocations sit on either side of it, so the
-//! process would stay at the size of its busiest moment. After a batch of parks this
-//! asks glibc to return its free pages (`malloc_trim`): at most once a second, and only
-//! when at least [`TRIM_AFTER`] connections parked since the last time. Under steady load
-//! nothing parks (a connection in use never does), so nothing is trimmed. It runs on a
-//! blocking thread: glibc locks each arena while it walks it.
+//! A parked connection frees hyper's buffers (about 24 KiB), a closed one everything it
+//! held, but glibc's allocator keeps freed memory in its heaps while live allocations sit
+//! on either side of it, so the process would stay at the size of its busiest moment, and
+//! the next burst of connections would be laid out on fresh pages beside the old holes.
+//! After a batch of parks or closes this asks glibc to return its free pages
+//! (`malloc_trim`): at most once a second, and only when at least [`TRIM_AFTER`]
+//! connections parked or closed since the last time. Under steady load on kept-alive
+//! connections nothing parks or closes, so nothing is trimmed. It runs on a blocking
+//! thread: glibc locks each arena while it walks it.
 //!
 //! Other allocators (musl's, or a replaced global allocator) return memory their own way;
 //! there this does nothing.
@@ -14,14 +16,19 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Parks (about 24 KiB freed each) that make a trim worth its walk.
+/// Parks or closes (at least 24 KiB freed each) that make a trim worth its walk.
 pub const TRIM_AFTER: usize = 64;
 
-/// Parks since the last trim, in every listener of the process.
+/// Parks and closes since the last trim, in every listener of the process.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts a connection that gave its buffers back.
 pub(super) fn parked() {
+    PARKED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a connection that closed.
+pub(super) fn closed() {
     PARKED.fetch_add(1, Ordering::Relaxed);
 }
 
