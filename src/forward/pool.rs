@@ -166,13 +166,10 @@ impl Pools {
     /// The most recently used idle connection of pool `pool` that is still open and not
     /// past the idle timeout; the closed and expired ones passed on the way are dropped.
     fn checkout(&self, pool: usize) -> Option<http1::SendRequest<UpstreamBody>> {
-        let mut idle = self.pools[pool]
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.lock(pool);
         let now = Instant::now();
         while let Some((tx, since)) = idle.h1.pop_back() {
-            if !tx.is_closed() && now.saturating_duration_since(since) < self.idle_timeout {
+            if self.usable(&tx, since, now) {
                 return Some(tx);
             }
         }
@@ -211,14 +208,13 @@ impl Pools {
     }
 
     fn put(&self, pool: usize, tx: http1::SendRequest<UpstreamBody>) {
-        let mut idle = self.pools[pool]
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.lock(pool);
         let now = Instant::now();
-        while idle.h1.front().is_some_and(|(t, since)| {
-            t.is_closed() || now.saturating_duration_since(*since) >= self.idle_timeout
-        }) {
+        while idle
+            .h1
+            .front()
+            .is_some_and(|(t, since)| !self.usable(t, *since, now))
+        {
             idle.h1.pop_front();
         }
         if idle.h1.len() < self.max_idle {
@@ -228,26 +224,38 @@ impl Pools {
 
     /// Drops the idle connections of pool `pool` that closed or outlived the idle timeout.
     fn sweep_once(&self, pool: usize) {
-        let mut idle = self.pools[pool]
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.lock(pool);
         let now = Instant::now();
-        idle.h1.retain(|(tx, since)| {
-            !tx.is_closed() && now.saturating_duration_since(*since) < self.idle_timeout
-        });
+        idle.h1.retain(|(tx, since)| self.usable(tx, *since, now));
         if idle.h2.as_ref().is_some_and(|tx| tx.is_closed()) {
             idle.h2 = None;
         }
     }
 
-    async fn connect_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
-        let io = self
-            .connector
+    /// Pool `pool`'s idle connections, locked.
+    fn lock(&self, pool: usize) -> std::sync::MutexGuard<'_, Idle> {
+        self.pools[pool]
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an idle connection kept since `since` may still be used at `now`.
+    fn usable(&self, tx: &http1::SendRequest<UpstreamBody>, since: Instant, now: Instant) -> bool {
+        !tx.is_closed() && now.saturating_duration_since(since) < self.idle_timeout
+    }
+
+    /// A new transport to the upstream (TCP, and TLS for `https`).
+    async fn dial(&self) -> Result<<Connector as Service<Uri>>::Response, SendError> {
+        self.connector
             .clone()
             .call(self.target.clone())
             .await
-            .map_err(SendError::Connect)?;
+            .map_err(SendError::Connect)
+    }
+
+    async fn connect_h1(&self) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+        let io = self.dial().await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -266,10 +274,7 @@ impl Pools {
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
         let pooled = {
-            let idle = self.pools[home]
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let idle = self.lock(home);
             idle.h2.as_ref().filter(|tx| !tx.is_closed()).cloned()
         };
         if let Some(mut tx) = pooled {
@@ -282,21 +287,12 @@ impl Pools {
             }
         }
         let mut tx = Box::pin(self.connect_h2()).await?;
-        self.pools[home]
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .h2 = Some(tx.clone());
+        self.lock(home).h2 = Some(tx.clone());
         tx.send_request(req).await.map_err(SendError::Io)
     }
 
     async fn connect_h2(&self) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
-        let io = self
-            .connector
-            .clone()
-            .call(self.target.clone())
-            .await
-            .map_err(SendError::Connect)?;
+        let io = self.dial().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await

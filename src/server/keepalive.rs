@@ -126,7 +126,7 @@ pub(super) async fn serve<S>(
             return;
         }
         metrics.connection_parked();
-        memory::parked();
+        memory::released();
         let idle_until = activity.idle_since() + header_read_timeout;
         if deadline.is_none_or(|(_, begun)| begun != activity.begun()) {
             deadline = Some((idle_until, activity.begun()));

@@ -212,7 +212,7 @@ struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.metrics.connection(-1);
-        super::memory::closed();
+        super::memory::released();
     }
 }
 

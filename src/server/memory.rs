@@ -22,13 +22,8 @@ pub const TRIM_AFTER: usize = 64;
 /// Parks and closes since the last trim, in every listener of the process.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts a connection that gave its buffers back.
-pub(super) fn parked() {
-    PARKED.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Counts a connection that closed.
-pub(super) fn closed() {
+/// Counts a connection that gave its buffers back: parked or closed.
+pub(super) fn released() {
     PARKED.fetch_add(1, Ordering::Relaxed);
 }
 
