@@ -88,6 +88,11 @@ const OWNED: &[(Match, Family)] = &[
 
 /// The family a header name belongs to, in any spelling.
 pub fn owned_family(name: &str) -> Option<Family> {
+    // Every name in `OWNED` starts with one of these: most headers are passed over here.
+    let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
+    if !matches!(first, Some(b'x' | b'f' | b'c' | b't')) {
+        return None;
+    }
     OWNED.iter().find_map(|(m, f)| {
         let hit = match m {
             Match::Exact(k) => same_spelling(name, k),
@@ -142,4 +147,38 @@ pub fn same_spelling(a: &str, folded: &str) -> bool {
             };
             x == y
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_owned_name_is_found_in_every_spelling() {
+        for (m, family) in OWNED {
+            let name = match m {
+                Match::Exact(k) => k.to_string(),
+                Match::Prefix(p) => format!("{p}for"),
+            };
+            let spellings = [
+                name.clone(),
+                name.to_ascii_uppercase(),
+                name.replace('-', "_"),
+                name.replace('-', "."),
+            ];
+            for s in spellings {
+                assert_eq!(owned_family(&s), Some(*family), "{s}");
+            }
+        }
+        for s in [
+            "host",
+            "accept",
+            "content-type",
+            "x-forwarded-",
+            "forwarded-x",
+            "",
+        ] {
+            assert_eq!(owned_family(s), None, "{s}");
+        }
+    }
 }

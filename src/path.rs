@@ -104,10 +104,40 @@ pub fn normalize(raw: &str, allow_params: bool) -> Result<NormalizedPath, PathRe
     if !raw.starts_with('/') {
         return Err(PathRejection::NotAbsolute);
     }
+    if is_plain(raw) {
+        return Ok(NormalizedPath {
+            path: raw.to_owned(),
+            matching: None,
+        });
+    }
     let decoded = decode(raw, allow_params)?;
     let path = resolve_dots(&decoded, allow_params)?;
     let matching = (allow_params && path.contains(';')).then(|| without_params(&path));
     Ok(NormalizedPath { path, matching })
+}
+
+/// A path the two passes below would return unchanged, found in one scan: printable
+/// ASCII without `%`, `\` or `;` (so nothing to decode, encode or refuse), no empty
+/// segment but a trailing one (no `//`), and no `.` or `..` segment. Most requests take
+/// this path and skip the passes.
+fn is_plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    // The start of the current segment, just after its `/`.
+    let mut seg = 1;
+    for i in 1..=b.len() {
+        let end = i == b.len();
+        if end || b[i] == b'/' {
+            match &b[seg..i] {
+                b"." | b".." => return false,
+                b"" if !end => return false,
+                _ => {}
+            }
+            seg = i + 1;
+        } else if !matches!(b[i], 0x21..=0x7e) || matches!(b[i], b'%' | b'\\' | b';') {
+            return false;
+        }
+    }
+    true
 }
 
 /// Pass 1: decode and refuse. The escapes are found and checked here: `percent_decode`

@@ -438,6 +438,16 @@ fn the_redis_store_is_checked_offline() {
     );
 }
 
+/// Kills the child it holds when dropped (a failed assertion included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sighup_reloads_the_configuration() {
     let port = |_| {
@@ -447,25 +457,7 @@ fn sighup_reloads_the_configuration() {
             .unwrap()
             .port()
     };
-    let (main, admin) = (port(0), port(1));
-    let config = |extra: &str| {
-        format!("{BASE}{extra}")
-            .replace(
-                "admin_listen = \"127.0.0.1:0\"",
-                &format!("admin_listen = \"127.0.0.1:{admin}\""),
-            )
-            .replace(
-                "\nlisten = \"127.0.0.1:0\"",
-                &format!("\nlisten = \"127.0.0.1:{main}\""),
-            )
-    };
-    let f = write(&config(RULES));
-    let mut child = Command::new(BIN)
-        .args(["serve", "-c", f.path().to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let metrics = || {
+    let metrics = |admin: u16| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
         std::io::Write::write_all(
             &mut s,
@@ -477,20 +469,67 @@ fn sighup_reloads_the_configuration() {
         Some(out)
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // The ports are free when picked but another test may take one before the gateway
+    // binds it: then the gateway exits at start, and it is started again on new ones.
+    let mut attempt = 0;
+    let (f, config, mut child, admin) = loop {
+        attempt += 1;
+        let (main, admin) = (port(0), port(1));
+        let config = move |extra: &str| {
+            format!("{BASE}{extra}")
+                .replace(
+                    "admin_listen = \"127.0.0.1:0\"",
+                    &format!("admin_listen = \"127.0.0.1:{admin}\""),
+                )
+                .replace(
+                    "\nlisten = \"127.0.0.1:0\"",
+                    &format!("\nlisten = \"127.0.0.1:{main}\""),
+                )
+        };
+        let f = write(&config(RULES));
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = KillOnDrop(
+            Command::new(BIN)
+                .args(["serve", "-c", f.path().to_str().unwrap()])
+                .stderr(log.reopen().unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let started = loop {
+            if metrics(admin).is_some_and(|m| m.contains("portcullis_config_hash")) {
+                break true;
+            }
+            if let Some(status) = child.0.try_wait().unwrap() {
+                let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+                assert!(
+                    attempt < 5 && stderr.contains("127.0.0.1:"),
+                    "the gateway exited at start ({status}): {stderr}"
+                );
+                break false;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw portcullis_config_hash"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        if started {
+            break (f, config, child, admin);
+        }
+    };
     let wait_for = |needle: &str| loop {
-        if metrics().is_some_and(|m| m.contains(needle)) {
+        if metrics(admin).is_some_and(|m| m.contains(needle)) {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "never saw {needle}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    wait_for("portcullis_config_hash");
     std::fs::write(
         f.path(),
         config(&RULES.replace("path = \"/api/public\"", "path = \"/api/open\"")),
     )
     .unwrap();
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()
@@ -503,7 +542,7 @@ fn sighup_reloads_the_configuration() {
         .unwrap()
         .success());
     assert_eq!(
-        child.wait().unwrap().code(),
+        child.0.wait().unwrap().code(),
         Some(0),
         "still running after SIGHUP, clean exit on SIGTERM"
     );

@@ -10,6 +10,7 @@
 //! that, so `Connection: X-Auth-User` can never remove a header the gateway sets.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::assertion::{Signer, Subject};
 use crate::auth::Identity;
@@ -297,6 +298,22 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Where a name (as `HeaderName` spells it: lower case) stands in [`HOP_BY_HOP`].
+fn hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One array for every call (a `const` array of names would be built and dropped at
@@ -307,7 +324,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; 9];
     let mut any = false;
     for k in headers.keys() {
-        if let Some(i) = HOP.iter().position(|h| h == k) {
+        if let Some(i) = hop_index(k.as_str()) {
             present[i] = true;
             any = true;
         }
@@ -315,11 +332,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return;
     }
-    // A hop-by-hop name in `Connection` is removed below anyway.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|t| !HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str())))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
+    // The other headers `Connection` names (a hop-by-hop name is removed below anyway),
+    // read from the bytes: a value that is not text still names the tokens it can.
+    let mut named: SmallVec<[HeaderName; 2]> = SmallVec::new();
+    if present[0] {
+        for v in headers.get_all(header::CONNECTION) {
+            for t in v.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                let hop = HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()));
+                if t.is_empty() || hop {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t) {
+                    named.push(n);
+                }
+            }
+        }
+    }
     for n in named {
         headers.remove(n);
     }
@@ -341,6 +372,42 @@ mod tests {
         assert!(same_spelling("X-AUTH_user", "x-auth-user"));
         assert!(!same_spelling("x-auth-users", "x-auth-user"));
         assert_eq!(spelling_key("X_Auth.User"), "x-auth-user");
+    }
+
+    #[test]
+    fn hop_index_knows_every_hop_by_hop_name_and_no_other() {
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(n.as_str()), Some(i), "{n}");
+        }
+        for n in [
+            "host",
+            "connections",
+            "x-connection",
+            "t",
+            "upgrade-insecure-requests",
+        ] {
+            assert_eq!(hop_index(n), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn connection_tokens_are_read_in_any_case_and_spacing() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive ,\tX-A"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static(",, x-b,TE"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-c, \xff").unwrap(),
+        );
+        for n in ["x-a", "x-b", "x-c", "keep-alive", "te", "x-d"] {
+            h.insert(n, HeaderValue::from_static("1"));
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-d"]);
     }
 
     #[test]
