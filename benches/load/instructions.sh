@@ -11,6 +11,8 @@
 #   TELEMETRY=http://127.0.0.1:4318 bash benches/load/instructions.sh   # with [telemetry]
 #   KEEP=target/callgrind bash benches/load/instructions.sh   # keep each window's profile
 #                                            # (then: callgrind_annotate target/callgrind/bearer)
+#   NGINX=1 bash benches/load/instructions.sh   # also nginx as a plain proxy (one process,
+#                                            # benches/peers/nginx.conf), the same requests
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -39,6 +41,19 @@ valgrind --tool=callgrind --callgrind-out-file="$tmp/gw.%p" --collect-atstart=ye
     "$GATEWAY_BIN" serve -c "$tmp/gateway.toml" 2>"$tmp/gw.log" & GW=$!; pids+=($GW)
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/public/x" 200
+if [ "${NGINX:-0}" = 1 ]; then
+    command -v nginx >/dev/null 2>&1 || { echo "NGINX=1 needs nginx (Debian: apt-get install nginx-light)" >&2; exit 1; }
+    # Its peer-benchmark configuration, in one process (no master, one worker) so that
+    # callgrind counts all of it.
+    NG_PORT=$(free_port)
+    mkdir -p "$tmp/nginx"
+    sed -e "s#@DIR@#$tmp/nginx#g" -e "s#@UPSTREAM@#$U#g" -e "s#@PORT@#$NG_PORT#g" \
+        -e "s#^worker_processes auto;#worker_processes 1; master_process off;#" \
+        benches/peers/nginx.conf > "$tmp/nginx/nginx.conf"
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/ngx.%p" --collect-atstart=yes \
+        nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" 2>"$tmp/ngx.log" & NG=$!; pids+=($NG)
+    wait_http "http://127.0.0.1:$NG_PORT/public/x" 200
+fi
 
 # Zeroes the counters, sends N requests, dumps; prints the instructions of that window.
 count() { # name pid url [header]
@@ -58,6 +73,7 @@ count() { # name pid url [header]
     rm -f "$dump"
 }
 
+nginx_rows=""
 echo "| scenario | portcullis instructions/request | pass-through instructions/request | ratio |"
 echo "| --- | --- | --- | --- |"
 for scenario in public bearer session deny; do
@@ -67,4 +83,15 @@ for scenario in public bearer session deny; do
     ir=$(count "$scenario" "$GW" "http://127.0.0.1:$G$path" "$hdr")
     awk -v g="$ir" -v b="$base" -v n="$N" -v s="$scenario" \
         'BEGIN { printf "| %s | %.0f | %.0f | %.2f |\n", s, g / n, b / n, g / b }'
+    if [ "${NGINX:-0}" = 1 ]; then
+        ng=$(count "nginx-$scenario" "$NG" "http://127.0.0.1:$NG_PORT$path" "$hdr")
+        nginx_rows+="| $scenario | $(awk -v x="$ng" -v n="$N" 'BEGIN { printf "%.0f", x / n }') | $(awk -v g="$ir" -v x="$ng" 'BEGIN { printf "%.2f", g / x }') |"$'\n'
+    fi
 done
+if [ "${NGINX:-0}" = 1 ]; then
+    # nginx does not authenticate: its deny row is a forwarded request.
+    echo
+    echo "| scenario | nginx (plain proxy) instructions/request | portcullis / nginx |"
+    echo "| --- | --- | --- |"
+    printf '%s' "$nginx_rows"
+fi
