@@ -611,6 +611,47 @@ pub fn is_browser(method: &http::Method, headers: &http::HeaderMap) -> bool {
         && headers
             .get_all(header::ACCEPT)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.to_ascii_lowercase().contains("text/html"))
+            .filter(|v| v.to_str().is_ok())
+            .any(|v| contains_ignoring_case(v.as_bytes(), b"text/html"))
+}
+
+/// Does `hay` contain `needle` (lower case), in any case? Without a lower-cased copy.
+fn contains_ignoring_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue, Method};
+
+    fn accept(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_browser_asks_for_html_in_any_case_without_authorization() {
+        let nav = accept(&[b"TEXT/Html,application/xhtml+xml;q=0.9"]);
+        assert!(is_browser(&Method::GET, &nav));
+        assert!(is_browser(&Method::HEAD, &nav));
+        assert!(!is_browser(&Method::POST, &nav));
+        assert!(is_browser(&Method::GET, &accept(&[b"*/*", b"text/html"])));
+        for not in [
+            &b"*/*"[..],
+            b"application/json",
+            b"text/htm",
+            b"text/html\xff",
+        ] {
+            assert!(!is_browser(&Method::GET, &accept(&[not])), "{not:?}");
+        }
+        assert!(!is_browser(&Method::GET, &HeaderMap::new()));
+        let mut bearer = nav.clone();
+        bearer.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(!is_browser(&Method::GET, &bearer));
+    }
 }
