@@ -19,16 +19,10 @@ cd "$(dirname "$0")/../.."
 N=${N:-2000}
 CONC=${CONC:-4}
 
-for tool in valgrind ab; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq && apt-get install -y -qq valgrind apache2-utils >/dev/null
-        else
-            echo "$tool is missing (Debian: apt-get install valgrind apache2-utils)" >&2
-            exit 1
-        fi
-    fi
-done
+# shellcheck source=benches/load/tools.sh
+. benches/load/tools.sh
+need "valgrind apache2-utils" valgrind ab
+if [ "${NGINX:-0}" = 1 ]; then need nginx-light nginx; fi
 
 # shellcheck source=benches/load/common.sh
 . benches/load/common.sh
@@ -42,7 +36,6 @@ valgrind --tool=callgrind --callgrind-out-file="$tmp/gw.%p" --collect-atstart=ye
 wait_http "http://127.0.0.1:$A/readyz" 200
 wait_http "http://127.0.0.1:$P/public/x" 200
 if [ "${NGINX:-0}" = 1 ]; then
-    command -v nginx >/dev/null 2>&1 || { echo "NGINX=1 needs nginx (Debian: apt-get install nginx-light)" >&2; exit 1; }
     # Its peer-benchmark configuration, in one process (no master, one worker) so that
     # callgrind counts all of it.
     NG_PORT=$(free_port)

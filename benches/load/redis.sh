@@ -18,16 +18,9 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 
-for tool in wrk redis-server; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq && apt-get install -y -qq wrk redis-server >/dev/null
-        else
-            echo "$tool is missing (Debian: apt-get install wrk redis-server)" >&2
-            exit 1
-        fi
-    fi
-done
+# shellcheck source=benches/load/tools.sh
+. benches/load/tools.sh
+need "wrk redis-server" wrk redis-server
 
 R=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 redis_dir=$(mktemp -d)

@@ -9,7 +9,9 @@
 #   GATEWAY_BIN=/path/to/portcullis C=256 D=5s ROUNDS=4 SC=public bash benches/load/rss_rounds.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v wrk >/dev/null || { echo "wrk is missing (Debian: apt-get install wrk)" >&2; exit 1; }
+# shellcheck source=benches/load/tools.sh
+. benches/load/tools.sh
+need wrk wrk
 # shellcheck source=benches/load/common.sh
 . benches/load/common.sh
 GATEWAY_BIN=${GATEWAY_BIN:-$REL/portcullis}

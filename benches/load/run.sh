@@ -40,14 +40,9 @@ WRITE=${WRITE:-}
 SCENARIOS=${SCENARIOS:-"public bearer session deny cold"}
 [ -n "$CONNS" ] || SCENARIOS=""
 
-if ! command -v wrk >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-    else
-        echo "wrk is missing: install it (Debian: apt-get install wrk)" >&2
-        exit 1
-    fi
-fi
+# shellcheck source=benches/load/tools.sh
+. benches/load/tools.sh
+need wrk wrk
 
 if [[ " $SCENARIOS " == *" cold "* ]]; then export BENCH_COLD_TOKENS=${BENCH_COLD_TOKENS:-20000}; fi
 # shellcheck source=benches/load/common.sh

@@ -15,16 +15,9 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-3s}
 CONNS=${CONNS:-4}
 
-for tool in strace wrk nginx; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq && apt-get install -y -qq strace wrk nginx-light >/dev/null
-        else
-            echo "$tool is missing (Debian: apt-get install strace wrk nginx-light)" >&2
-            exit 1
-        fi
-    fi
-done
+# shellcheck source=benches/load/tools.sh
+. benches/load/tools.sh
+need "strace wrk nginx-light" strace wrk nginx
 
 # shellcheck source=benches/load/common.sh
 . benches/load/common.sh
