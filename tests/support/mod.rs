@@ -150,18 +150,28 @@ impl Harness {
     }
 
     /// Same, with the whole configuration text passed through `edit` first.
-    pub async fn with_edit(extra: &str, edit: impl FnOnce(String) -> String) -> Harness {
+    pub async fn with_edit(extra: &str, edit: impl Fn(String) -> String) -> Harness {
         let idp = TestIdp::start().await;
         let upstream = EchoUpstream::start().await;
-        let port = free_port();
-        let toml = edit(config_toml_on(
-            &format!("127.0.0.1:{port}"),
-            &format!("http://127.0.0.1:{port}"),
-            &idp.issuer(),
-            &upstream.url(),
-            extra,
-        ));
-        let gw = server::start(load(&toml)).await.expect("gateway starts");
+        let mut attempt = 0;
+        let gw = loop {
+            attempt += 1;
+            let port = free_port();
+            let toml = edit(config_toml_on(
+                &format!("127.0.0.1:{port}"),
+                &format!("http://127.0.0.1:{port}"),
+                &idp.issuer(),
+                &upstream.url(),
+                extra,
+            ));
+            match server::start(load(&toml)).await {
+                Ok(gw) => break gw,
+                // The port was free when it was picked, but another test may have taken
+                // it since: then pick another.
+                Err(e) if attempt < 5 && format!("{e:?}").contains("Address already in use") => {}
+                Err(e) => panic!("gateway starts: {e:?}"),
+            }
+        };
         let h = Harness { idp, upstream, gw };
         h.wait_ready().await;
         h
